@@ -1,0 +1,115 @@
+"""``quantize``: one entry point for every format, eager or compiled."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+from collections.abc import Callable
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+from . import kernels
+from .spec import ROUNDINGS, FloatFormat, Format, FormatError, HBFPFormat, MXFormat, parse_format
+
+Backend = Literal["auto", "eager", "compiled"]
+Kernel = Callable[[Tensor, Tensor | None], Tensor]
+
+log = logging.getLogger(__name__)
+
+# Below this many elements a compiled call's guard checks cost more than eager ops.
+COMPILE_MIN_NUMEL = 1 << 15
+# Each (format, dim, rank) is its own compiled specialisation; sweeps use dozens.
+_RECOMPILE_LIMIT = 256
+_compile_failed = False
+
+
+def quantize(
+    x: Tensor,
+    fmt: Format | str,
+    dim: int = -1,
+    rounding: str = "nearest",
+    generator: torch.Generator | None = None,
+    *,
+    backend: Backend = "auto",
+) -> Tensor:
+    """Quantize ``x`` to ``fmt`` and return the dequantized FP32 values, shaped like ``x``.
+
+    Block formats block along ``dim``; a short last block is not padded into its
+    neighbours. ``rounding`` is ``"nearest"`` (half to even) or ``"stochastic"``, whose
+    uniform noise comes from ``generator`` (default: torch's global one). ``backend``
+    ``"auto"`` uses the compiled kernel for large tensors when compilation works.
+    The result carries no autograd history: use ``hbfp_dse.emulation`` for training.
+    """
+    fmt = parse_format(fmt)
+    if rounding not in ROUNDINGS:
+        raise FormatError(f"rounding {rounding!r} is not one of {', '.join(ROUNDINGS)}")
+    x = x.detach().to(torch.float32)
+    if fmt == FloatFormat("fp32") or x.numel() == 0:
+        return x.clone()
+    if x.dim() == 0:
+        return quantize(x.reshape(1), fmt, 0, rounding, generator, backend=backend).reshape(())
+    dim = _normalise_dim(dim, x.dim())
+    noise = None
+    if rounding == "stochastic":
+        noise = torch.rand(x.shape, generator=generator, device=x.device, dtype=torch.float32)
+    elif isinstance(fmt, FloatFormat) and fmt.name in ("bf16", "fp16"):
+        return x.to(getattr(torch, {"bf16": "bfloat16", "fp16": "float16"}[fmt.name])).float()
+    kernel = _kernel(fmt, dim)
+    if _use_compiled(backend, x):
+        try:
+            with torch.no_grad():
+                return _compiled(fmt, dim)(x, noise)
+        except Exception as err:  # no C++ compiler, unsupported device, ...
+            _disable_compile(err)
+            if backend == "compiled":
+                raise
+    with torch.no_grad():
+        return kernel(x, noise)
+
+
+def _normalise_dim(dim: int, rank: int) -> int:
+    if not -rank <= dim < rank:
+        raise IndexError(f"dim {dim} is out of range for a tensor of rank {rank}")
+    return dim % rank
+
+
+def _use_compiled(backend: Backend, x: Tensor) -> bool:
+    if backend == "eager" or _compile_failed or os.environ.get("HBFP_DSE_COMPILE") == "0":
+        return False
+    return backend == "compiled" or x.numel() >= COMPILE_MIN_NUMEL
+
+
+def _disable_compile(err: Exception) -> None:
+    global _compile_failed
+    _compile_failed = True
+    log.warning("compiled quantizer unavailable, using eager kernels: %s", err)
+
+
+@functools.cache
+def _kernel(fmt: Format, dim: int) -> Kernel:
+    if isinstance(fmt, HBFPFormat):
+        lo, hi = fmt.exponent_range
+        return functools.partial(
+            kernels.hbfp,
+            dim=dim,
+            mantissa_bits=fmt.mantissa_bits,
+            block_size=fmt.block_size,
+            exp_lo=max(lo, kernels.FP32_MIN_POW2 + fmt.mantissa_bits - 2),
+            exp_hi=hi,
+            sub_block_size=fmt.sub_block_size,
+            micro_range=(1 << fmt.micro_exp_bits) - 1,
+        )
+    if isinstance(fmt, MXFormat):
+        return functools.partial(kernels.mx, dim=dim, spec=fmt.element, block_size=fmt.block_size)
+    return functools.partial(kernels.minifloat, spec=fmt.element)
+
+
+@functools.cache
+def _compiled(fmt: Format, dim: int) -> Kernel:
+    from torch._dynamo import config as dynamo_config
+
+    dynamo_config.recompile_limit = max(dynamo_config.recompile_limit, _RECOMPILE_LIMIT)
+    return torch.compile(_kernel(fmt, dim), fullgraph=True)
