@@ -7,11 +7,13 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
+from ..errors import UserError
+
 Rounding = Literal["nearest", "stochastic"]
 ROUNDINGS: tuple[str, ...] = ("nearest", "stochastic")
 
 
-class FormatError(ValueError):
+class FormatError(UserError, ValueError):
     """A format name or parameter that hbfp-dse does not accept."""
 
 
@@ -30,7 +32,8 @@ class ElementSpec:
 
     @property
     def bits(self) -> int:
-        return 1 + self.exp_bits + self.man_bits
+        # A fixed-point element also stores its integer bit (MXINT8: sign, 1 integer, 6 fraction).
+        return 1 + self.exp_bits + self.man_bits + (self.exp_bits == 0)
 
     @property
     def bias(self) -> int:
@@ -178,8 +181,8 @@ class MXFormat:
 
     @property
     def mantissa_bits(self) -> int:
-        """Significant bits counted like HBFP's M (sign, hidden bit, stored mantissa)."""
-        return self.element.man_bits + (1 if self.element.exp_bits == 0 else 2)
+        """Significant bits counted like HBFP's M (sign, hidden or integer bit, fraction)."""
+        return self.element.man_bits + 2
 
 
 Format = FloatFormat | HBFPFormat | MXFormat

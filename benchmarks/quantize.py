@@ -1,0 +1,111 @@
+"""Quantizer speed as a multiple of ``x * 2.0`` on the same tensor (the memory-bound floor).
+
+Both are timed alternately in one process, so machine load affects them alike.
+    python benchmarks/quantize.py [--numel 2097152] [--repeats 30] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+from rich.console import Console
+from rich.table import Table
+
+from hbfp_dse.formats import quantize
+
+FAMILIES = (
+    "hbfp4_b64",
+    "hbfp8_b64",
+    "hbfp4_b576",
+    "hbfp4_b64_s16",
+    "mxfp4_e2m1",
+    "mxfp6_e2m3",
+    "mxint8",
+    "fp8_e4m3",
+    "bf16",
+)
+
+
+def _timer(device: torch.device) -> Callable[[Callable[[], object]], float]:
+    def run(fn: Callable[[], object]) -> float:
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        start = time.perf_counter()
+        fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        return time.perf_counter() - start
+
+    return run
+
+
+def measure(x: torch.Tensor, name: str, rounding: str, repeats: int) -> dict[str, object]:
+    timed = _timer(x.device)
+    generator = torch.Generator(device=x.device).manual_seed(0)
+
+    def quantized() -> object:
+        return quantize(x, name, rounding=rounding, generator=generator)
+
+    def floor() -> object:
+        return x * 2.0
+
+    for _ in range(3):  # compile and warm the allocator
+        quantized()
+        floor()
+    floors, times = [], []
+    for _ in range(repeats):
+        floors.append(timed(floor))
+        times.append(timed(quantized))
+    q, f = statistics.median(times), statistics.median(floors)
+    return {
+        "device": x.device.type,
+        "format": name,
+        "rounding": rounding,
+        "quantize_ms": q * 1e3,
+        "floor_ms": f * 1e3,
+        "ratio": q / f,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--numel", type=int, default=2 * 1024 * 1024)
+    parser.add_argument("--repeats", type=int, default=30)
+    parser.add_argument("--formats", nargs="*", default=list(FAMILIES))
+    parser.add_argument("--json", action="store_true", help="print a JSON list instead")
+    args = parser.parse_args()
+
+    devices = [torch.device("cpu")]
+    if torch.cuda.is_available():
+        devices.append(torch.device("cuda"))
+    rows = []
+    for device in devices:
+        x = torch.randn(args.numel, generator=torch.Generator().manual_seed(0)).to(device)
+        for name in args.formats:
+            for rounding in ("nearest", "stochastic"):
+                rows.append(measure(x, name, rounding, args.repeats))
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return
+    table = Table(title=f"quantize vs x * 2.0 on {args.numel:,} float32 values (medians)")
+    for column in ("device", "format", "rounding", "quantize ms", "x*2 ms", "ratio"):
+        table.add_column(column, justify="left" if column in ("device", "format") else "right")
+    for r in rows:
+        table.add_row(
+            str(r["device"]),
+            str(r["format"]),
+            str(r["rounding"]),
+            f"{r['quantize_ms']:.3f}",
+            f"{r['floor_ms']:.3f}",
+            f"{r['ratio']:.2f}x",
+        )
+    Console().print(table)
+
+
+if __name__ == "__main__":
+    main()

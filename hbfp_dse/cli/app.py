@@ -1,0 +1,36 @@
+"""The ``hbfp-dse`` command."""
+
+from __future__ import annotations
+
+import typer
+
+from .. import __version__
+from .formats import formats
+
+app = typer.Typer(
+    name="hbfp-dse",
+    help="Design-space exploration of HBFP and other narrow number formats for DNN training.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.command()(formats)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"hbfp-dse {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version."
+    ),
+) -> None:
+    """Design-space exploration of HBFP and other narrow number formats for DNN training."""
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,143 @@
+"""Quantized Linear and Conv layers, and converting a model to use them.
+
+Conversion swaps the class of each exact ``nn.Linear``/``nn.ConvNd`` instance, so
+parameters, state-dict keys and optimizers are untouched and nothing global is patched.
+A layer's ``quant`` (a :class:`QuantSpec` or None for plain FP32) can change at any time.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..formats import Format, quantize
+from .functions import ConvGeometry, OperandQuantizer, QuantConvFunction, QuantLinearFunction
+from .spec import Operand, QuantSpec
+
+
+class QuantizedLayer(nn.Module):
+    """Mixin state of a converted layer: its current spec and stochastic-rounding generator."""
+
+    quant: QuantSpec | None = None
+    generator: torch.Generator | None = None
+
+    def operand_quantizer(self, spec: QuantSpec) -> OperandQuantizer:
+        generator = self.generator
+
+        def quantize_operand(t: Tensor, operand: Operand, dim: int) -> Tensor:
+            return quantize(t, spec.fmt, dim, spec.rounding(operand), generator)
+
+        return quantize_operand
+
+    def active_spec(self) -> QuantSpec | None:
+        spec = self.quant
+        return None if spec is None or spec.is_identity else spec
+
+
+class QuantLinear(nn.Linear, QuantizedLayer):
+    def forward(self, x: Tensor) -> Tensor:
+        spec = self.active_spec()
+        if spec is None:
+            return super().forward(x)
+        return QuantLinearFunction.apply(
+            x, self.weight, self.bias, self.operand_quantizer(spec), spec.blocking == "reference"
+        )
+
+
+class _QuantConvNd(QuantizedLayer):
+    weight: Tensor
+    bias: Tensor | None
+    stride: tuple[int, ...]
+    padding: Any
+    dilation: tuple[int, ...]
+    groups: int
+    padding_mode: str
+    _reversed_padding_repeated_twice: list[int]
+
+    def _quant_forward(self, x: Tensor, spec: QuantSpec) -> Tensor:
+        padding = self.padding
+        if isinstance(padding, str) or self.padding_mode != "zeros":
+            # 'same' and non-zero padding modes pad explicitly, outside the GEMM.
+            mode = "constant" if self.padding_mode == "zeros" else self.padding_mode
+            x = F.pad(x, self._reversed_padding_repeated_twice, mode=mode)
+            padding = (0,) * len(self.stride)
+        geometry = ConvGeometry(self.stride, tuple(padding), self.dilation, self.groups)
+        return QuantConvFunction.apply(
+            x,
+            self.weight,
+            self.bias,
+            geometry,
+            self.operand_quantizer(spec),
+            spec.blocking == "reference",
+        )
+
+
+class QuantConv1d(nn.Conv1d, _QuantConvNd):
+    def forward(self, x: Tensor) -> Tensor:
+        spec = self.active_spec()
+        return super().forward(x) if spec is None else self._quant_forward(x, spec)
+
+
+class QuantConv2d(nn.Conv2d, _QuantConvNd):
+    def forward(self, x: Tensor) -> Tensor:
+        spec = self.active_spec()
+        return super().forward(x) if spec is None else self._quant_forward(x, spec)
+
+
+class QuantConv3d(nn.Conv3d, _QuantConvNd):
+    def forward(self, x: Tensor) -> Tensor:
+        spec = self.active_spec()
+        return super().forward(x) if spec is None else self._quant_forward(x, spec)
+
+
+_QUANTIZED_CLASS: dict[type[nn.Module], type[nn.Module]] = {
+    nn.Linear: QuantLinear,
+    nn.Conv1d: QuantConv1d,
+    nn.Conv2d: QuantConv2d,
+    nn.Conv3d: QuantConv3d,
+}
+
+
+def convert(
+    model: nn.Module,
+    spec: QuantSpec | None = None,
+    *,
+    inplace: bool = True,
+    generator: torch.Generator | None = None,
+) -> nn.Module:
+    """Make every exact Linear/Conv1d/2d/3d of ``model`` a quantized layer with ``spec``.
+
+    Subclasses with their own ``forward`` are left alone. Returns the converted model
+    (a deep copy when ``inplace`` is False).
+    """
+    if not inplace:
+        model = copy.deepcopy(model)
+    for module in model.modules():
+        quantized = _QUANTIZED_CLASS.get(type(module))
+        if quantized is not None:
+            module.__class__ = quantized
+        if isinstance(module, QuantizedLayer):
+            module.quant = spec
+            module.generator = generator
+    return model
+
+
+def quantized_layers(model: nn.Module) -> list[tuple[str, QuantizedLayer]]:
+    """The converted layers in module order (the order schedules count positions in)."""
+    return [(name, m) for name, m in model.named_modules() if isinstance(m, QuantizedLayer)]
+
+
+@torch.no_grad()
+def store_weights(model: nn.Module, fmt: Format | str) -> None:
+    """Round the master weights of every quantized layer to a wide storage format.
+
+    Called after each optimizer step; blocks run along the forward reduction axis.
+    """
+    for _, layer in quantized_layers(model):
+        if layer.active_spec() is not None:
+            weight = layer.weight
+            weight.copy_(quantize(weight, fmt, dim=1).to(weight.dtype))

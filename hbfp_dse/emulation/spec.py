@@ -1,0 +1,64 @@
+"""How one layer quantizes the operands of its three GEMMs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+from typing import Literal
+
+from ..errors import UserError
+from ..formats import ROUNDINGS, FloatFormat, Format, parse_format
+
+Blocking = Literal["reduction", "reference"]
+BLOCKINGS: tuple[str, ...] = ("reduction", "reference")
+
+
+class Operand(Enum):
+    """The six GEMM operands of a layer's training step."""
+
+    X_FORWARD = "x_forward"
+    W_FORWARD = "w_forward"
+    DY_DGRAD = "dy_dgrad"
+    W_DGRAD = "w_dgrad"
+    DY_WGRAD = "dy_wgrad"
+    X_WGRAD = "x_wgrad"
+
+    @property
+    def is_gradient(self) -> bool:
+        return self in (Operand.DY_DGRAD, Operand.DY_WGRAD)
+
+
+@dataclass(frozen=True)
+class QuantSpec:
+    """A layer's number format and how its GEMM operands are blocked and rounded.
+
+    ``blocking="reduction"`` quantizes every operand of every GEMM along that GEMM's
+    reduction axis from the full-precision tensor; ``"reference"`` reproduces the older
+    emulator: X and W quantized once in the forward pass and reused, dY quantized once.
+    Gradient operands (dY) use ``backward_rounding``; X and W use ``forward_rounding``.
+    """
+
+    fmt: Format
+    blocking: Blocking = "reduction"
+    forward_rounding: str = "nearest"
+    backward_rounding: str = "nearest"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "fmt", parse_format(self.fmt))
+        if self.blocking not in BLOCKINGS:
+            raise UserError(f"blocking {self.blocking!r} is not one of {', '.join(BLOCKINGS)}")
+        for role, rounding in (
+            ("forward", self.forward_rounding),
+            ("backward", self.backward_rounding),
+        ):
+            if rounding not in ROUNDINGS:
+                raise UserError(
+                    f"{role} rounding {rounding!r} is not one of {', '.join(ROUNDINGS)}"
+                )
+
+    @property
+    def is_identity(self) -> bool:
+        return self.fmt == FloatFormat("fp32")
+
+    def rounding(self, operand: Operand) -> str:
+        return self.backward_rounding if operand.is_gradient else self.forward_rounding
