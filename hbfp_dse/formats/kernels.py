@@ -38,11 +38,15 @@ def round_integer(v: Tensor, lo: float, hi: float, noise: Tensor | None) -> Tens
 
     Stochastic rounding compares the uniform noise with the fractional part, which is
     exact, instead of ``floor(v + u)`` whose FP32 addition can itself round up.
+    A zero result keeps the sign of ``v`` (as an IEEE cast does): the magic-number
+    addition and ``-1 + 1`` would otherwise turn ``-0.3`` into ``+0.0``.
     """
     if noise is None:
-        return (v.clamp(lo, hi) + _RNE_MAGIC) - _RNE_MAGIC
-    low = torch.floor(v)
-    return (low + (noise < v - low).to(v.dtype)).clamp(lo, hi)
+        q = (v.clamp(lo, hi) + _RNE_MAGIC) - _RNE_MAGIC
+    else:
+        low = torch.floor(v)
+        q = (low + (noise < v - low).to(v.dtype)).clamp(lo, hi)
+    return torch.copysign(q, v)
 
 
 def to_blocks(x: Tensor, dim: int, block: int) -> tuple[Tensor, int]:
@@ -112,7 +116,7 @@ def element(v: Tensor, noise: Tensor | None, spec: ElementSpec, saturate: bool) 
         if noise is None:  # MXINT8 rounds half away from zero
             scaled = v.abs() / step
             low = torch.floor(scaled)
-            q = torch.sign(v) * (low + (scaled - low >= 0.5).to(v.dtype)).clamp(max=limit)
+            q = torch.copysign((low + (scaled - low >= 0.5).to(v.dtype)).clamp(max=limit), v)
         else:
             q = round_integer(v / step, -limit, limit, noise)
         return q * step
@@ -128,7 +132,7 @@ def element(v: Tensor, noise: Tensor | None, spec: ElementSpec, saturate: bool) 
 
 def minifloat(x: Tensor, noise: Tensor | None, *, spec: ElementSpec) -> Tensor:
     """Element-wise narrow float cast; NaN stays NaN, Inf stays Inf (NaN without Inf)."""
-    magnitude, finite = _finite_abs(x)
+    _, finite = _finite_abs(x)
     q = element(torch.where(finite, x, 0.0), noise, spec, saturate=not spec.has_inf)
     passthrough = x if spec.has_inf else x - x  # Inf - Inf is NaN
     return torch.where(finite, q, passthrough)
