@@ -49,19 +49,20 @@ def round_integer(v: Tensor, lo: float, hi: float, noise: Tensor | None) -> Tens
     return torch.copysign(q, v)
 
 
-def to_blocks(x: Tensor, dim: int, block: int) -> tuple[Tensor, int]:
-    """Move ``dim`` last and split it into blocks of ``block``, zero-padding the last one."""
-    x = x.movedim(dim, -1)
-    length = x.shape[-1]
+def to_blocks(x: Tensor, block: int) -> Tensor:
+    """Split dim 1 of a contiguous [outer, L, inner] tensor into blocks of ``block``:
+    [outer, L / block, block, inner], zero-padding the last block (zeros move no maximum)."""
+    outer, length, inner = x.shape
     pad = -length % block
     if pad:
-        x = F.pad(x, (0, pad))
-    return x.reshape(*x.shape[:-1], -1, block), length
+        x = F.pad(x, (0, 0, 0, pad))
+    return x.reshape(outer, -1, block, inner)
 
 
-def from_blocks(blocks: Tensor, dim: int, length: int) -> Tensor:
-    flat = blocks.reshape(*blocks.shape[:-2], -1)
-    return flat[..., :length].movedim(-1, dim)
+def from_blocks(blocks: Tensor, length: int) -> Tensor:
+    outer, _, _, inner = blocks.shape
+    # Contiguous, so that the caller's reshape and permutation are views.
+    return blocks.reshape(outer, -1, inner)[:, :length].contiguous()
 
 
 def _finite_abs(x: Tensor) -> tuple[Tensor, Tensor]:
@@ -74,7 +75,6 @@ def hbfp(
     x: Tensor,
     noise: Tensor | None,
     *,
-    dim: int,
     mantissa_bits: int,
     block_size: int,
     exp_lo: int,
@@ -82,27 +82,30 @@ def hbfp(
     sub_block_size: int | None,
     micro_range: int,
 ) -> Tensor:
-    """HBFP quantization along ``dim`` (BRIEF §2). Non-finite elements pass through.
+    """HBFP quantization along dim 1 of [outer, L, inner] (BRIEF §2).
+
+    Non-finite elements pass through.
 
     ``exp_lo`` already includes the FP32 floor ``mantissa_bits - 151``: below it every
     FP32 value of the block lies on the block's grid, so clamping there changes nothing.
     """
-    blocks, length = to_blocks(x, dim, block_size)
+    blocks = to_blocks(x, block_size)
     magnitude, finite = _finite_abs(blocks)
-    exponent = floor_log2(magnitude.amax(-1, keepdim=True)).clamp(exp_lo, exp_hi)
+    exponent = floor_log2(magnitude.amax(2, keepdim=True)).clamp(exp_lo, exp_hi)
     if sub_block_size is not None:
-        shape = (*blocks.shape[:-1], block_size // sub_block_size, sub_block_size)
-        sub_max = magnitude.reshape(shape).amax(-1, keepdim=True)
-        block_exp = exponent.unsqueeze(-1)
+        outer, count, _, inner = blocks.shape
+        shape = (outer, count, block_size // sub_block_size, sub_block_size, inner)
+        sub_max = magnitude.reshape(shape).amax(3, keepdim=True)
+        block_exp = exponent.unsqueeze(2)
         floor = (block_exp - micro_range).clamp(min=FP32_MIN_POW2 + mantissa_bits - 2)
         exponent = torch.maximum(floor_log2(sub_max), floor).minimum(block_exp)
-        exponent = exponent.expand(*shape[:-1], sub_block_size).reshape(blocks.shape)
+        exponent = exponent.expand(shape).reshape(blocks.shape)
     scale = pow2(exponent - (mantissa_bits - 2))
     limit = float((1 << (mantissa_bits - 1)) - 1)
     if noise is not None:
-        noise, _ = to_blocks(noise, dim, block_size)
+        noise = to_blocks(noise, block_size)
     q = round_integer(blocks / scale, -limit, limit, noise) * scale
-    return from_blocks(torch.where(finite, q, blocks), dim, length)
+    return from_blocks(torch.where(finite, q, blocks), x.shape[1])
 
 
 def element(v: Tensor, noise: Tensor | None, spec: ElementSpec, saturate: bool) -> Tensor:
@@ -138,17 +141,18 @@ def minifloat(x: Tensor, noise: Tensor | None, *, spec: ElementSpec) -> Tensor:
     return torch.where(finite, q, passthrough)
 
 
-def mx(x: Tensor, noise: Tensor | None, *, dim: int, spec: ElementSpec, block_size: int) -> Tensor:
-    """OCP MX v1.0: an E8M0 scale per block, elements cast with saturation.
+def mx(x: Tensor, noise: Tensor | None, *, spec: ElementSpec, block_size: int) -> Tensor:
+    """OCP MX v1.0 along dim 1 of [outer, L, inner]: an E8M0 scale per block, elements cast
+    with saturation.
 
     A block holding NaN or Inf has a NaN scale, so the whole block decodes to NaN.
     """
-    blocks, length = to_blocks(x, dim, block_size)
+    blocks = to_blocks(x, block_size)
     magnitude, finite = _finite_abs(blocks)
-    all_finite = finite.all(-1, keepdim=True)
-    shared = (floor_log2(magnitude.amax(-1, keepdim=True)) - spec.emax).clamp(-127, 127)
+    all_finite = finite.all(2, keepdim=True)
+    shared = (floor_log2(magnitude.amax(2, keepdim=True)) - spec.emax).clamp(-127, 127)
     scale = pow2(shared)
     if noise is not None:
-        noise, _ = to_blocks(noise, dim, block_size)
+        noise = to_blocks(noise, block_size)
     q = element(torch.where(finite, blocks, 0.0) / scale, noise, spec, saturate=True) * scale
-    return from_blocks(torch.where(all_finite, q, float("nan")), dim, length)
+    return from_blocks(torch.where(all_finite, q, float("nan")), x.shape[1])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 import os
 from collections.abc import Callable
 from typing import Literal
@@ -21,7 +22,7 @@ log = logging.getLogger(__name__)
 
 # Below this many elements a compiled call's guard checks cost more than eager ops.
 COMPILE_MIN_NUMEL = 1 << 15
-# Each (format, dim, rank) is its own compiled specialisation; sweeps use dozens.
+# Each format (and size-1 outer or inner extent) is its own compiled specialisation.
 _RECOMPILE_LIMIT = 256
 _compile_failed = False
 
@@ -56,18 +57,45 @@ def quantize(
     if rounding == "stochastic":
         noise = torch.rand(x.shape, generator=generator, device=x.device, dtype=torch.float32)
     elif isinstance(fmt, FloatFormat) and fmt.name in ("bf16", "fp16"):
-        return x.to(getattr(torch, {"bf16": "bfloat16", "fp16": "float16"}[fmt.name])).float()
-    kernel = _kernel(fmt, dim)
+        return x.to(torch.bfloat16 if fmt.name == "bf16" else torch.float16).float()
+    # Kernels see a contiguous [outer, L, inner] view blocked along L: any dense layout
+    # (channels-last included) gets there by a permutation, without a copy, and the few
+    # shapes this leaves keep the compiled kernels from recompiling for every layer.
+    order = _dense_order(x)
+    x = x.permute(order)
+    dim = order.index(dim)
+    shape = x.shape
+    x3 = x.reshape(math.prod(shape[:dim]), shape[dim], math.prod(shape[dim + 1 :]))
+    if noise is not None:
+        noise = noise.permute(order).reshape(x3.shape)
+    with torch.no_grad():
+        out = _run(fmt, backend, x3, noise)
+    return out.reshape(shape).permute(_inverse(order))
+
+
+def _run(fmt: Format, backend: Backend, x: Tensor, noise: Tensor | None) -> Tensor:
     if _use_compiled(backend, x):
         try:
-            with torch.no_grad():
-                return _compiled(fmt, dim)(x, noise)
+            return _compiled(fmt)(x, noise)
         except Exception as err:  # no C++ compiler, unsupported device, ...
             _disable_compile(err)
             if backend == "compiled":
                 raise
-    with torch.no_grad():
-        return kernel(x, noise)
+    return _kernel(fmt)(x, noise)
+
+
+def _dense_order(x: Tensor) -> list[int]:
+    """Dimensions from the largest stride to the smallest: the order in which the tensor
+    is contiguous when it is dense in any layout, else the logical order."""
+    order = sorted(range(x.dim()), key=lambda d: -x.stride(d))
+    return order if x.permute(order).is_contiguous() else list(range(x.dim()))
+
+
+def _inverse(order: list[int]) -> list[int]:
+    inverse = [0] * len(order)
+    for position, d in enumerate(order):
+        inverse[d] = position
+    return inverse
 
 
 def _normalise_dim(dim: int, rank: int) -> int:
@@ -89,12 +117,11 @@ def _disable_compile(err: Exception) -> None:
 
 
 @functools.cache
-def _kernel(fmt: Format, dim: int) -> Kernel:
+def _kernel(fmt: Format) -> Kernel:
     if isinstance(fmt, HBFPFormat):
         lo, hi = fmt.exponent_range
         return functools.partial(
             kernels.hbfp,
-            dim=dim,
             mantissa_bits=fmt.mantissa_bits,
             block_size=fmt.block_size,
             exp_lo=max(lo, kernels.FP32_MIN_POW2 + fmt.mantissa_bits - 2),
@@ -103,13 +130,13 @@ def _kernel(fmt: Format, dim: int) -> Kernel:
             micro_range=(1 << fmt.micro_exp_bits) - 1,
         )
     if isinstance(fmt, MXFormat):
-        return functools.partial(kernels.mx, dim=dim, spec=fmt.element, block_size=fmt.block_size)
+        return functools.partial(kernels.mx, spec=fmt.element, block_size=fmt.block_size)
     return functools.partial(kernels.minifloat, spec=fmt.element)
 
 
 @functools.cache
-def _compiled(fmt: Format, dim: int) -> Kernel:
+def _compiled(fmt: Format) -> Kernel:
     from torch._dynamo import config as dynamo_config
 
     dynamo_config.recompile_limit = max(dynamo_config.recompile_limit, _RECOMPILE_LIMIT)
-    return torch.compile(_kernel(fmt, dim), fullgraph=True)
+    return torch.compile(_kernel(fmt), fullgraph=True, dynamic=True)

@@ -13,7 +13,7 @@ Rounding = Literal["nearest", "stochastic"]
 ROUNDINGS: tuple[str, ...] = ("nearest", "stochastic")
 
 
-class FormatError(UserError, ValueError):
+class FormatError(UserError):
     """A format name or parameter that hbfp-dse does not accept."""
 
 

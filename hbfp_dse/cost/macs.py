@@ -1,0 +1,132 @@
+"""MACs of every GEMM of training (forward, data gradient, weight gradient) per layer.
+
+Counted from shapes seen on one dry forward pass. All counts are per training sample: multiply
+by the samples an epoch processes for an epoch's work.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+
+from .errors import CostError
+
+GemmRole = Literal["forward", "dgrad", "wgrad"]
+GEMM_ROLES: tuple[GemmRole, ...] = ("forward", "dgrad", "wgrad")
+# Subclasses (the emulation backend's quantized layers) are counted too.
+GEMM_LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+
+
+@dataclass(frozen=True)
+class LayerMACs:
+    """One GEMM layer's work per sample, summed over its calls in a forward pass.
+
+    ``dgrad`` and ``wgrad`` equal ``forward`` where they are computed: each forward product
+    ``x·w`` has exactly one data-gradient product ``dy·w`` and one weight-gradient product
+    ``dy·x``, strides, padding and groups included. ``dgrad`` is 0 where the layer's input
+    depends on no trainable parameter (the first layer sees the raw data), ``wgrad`` where the
+    weight is frozen. ``weight_elements`` and ``input_elements`` (per sample) size the GEMM
+    operands for the storage footprint.
+    """
+
+    name: str
+    module_type: str
+    forward: int
+    dgrad: int
+    wgrad: int
+    weight_elements: int
+    input_elements: int
+
+    def macs(self, role: GemmRole) -> int:
+        return {"forward": self.forward, "dgrad": self.dgrad, "wgrad": self.wgrad}[role]
+
+    @property
+    def total(self) -> int:
+        return self.forward + self.dgrad + self.wgrad
+
+
+def count_macs(
+    model: nn.Module, input_shape: Sequence[int], batch_size: int = 1
+) -> tuple[LayerMACs, ...]:
+    """Per-sample MACs of each Conv1d/2d/3d and Linear layer of ``model``, in call order.
+
+    ``input_shape`` excludes the batch dimension, e.g. ``(1, 28, 28)``. The dry pass runs in
+    eval mode (no BatchNorm statistics change; training modes are restored) on zeros of shape
+    ``(batch_size, *input_shape)``. Grad mode is on so that ``requires_grad`` marks the
+    activations that depend on trainable parameters: a layer whose input does not needs no
+    data gradient. Only module GEMMs are seen; functional matmuls (attention scores, say)
+    are not counted.
+    """
+    if batch_size < 1:
+        raise CostError(f"batch_size must be at least 1, got {batch_size}")
+    if torch.is_inference_mode_enabled():
+        # Inference tensors never require grad, which would hide every data gradient.
+        raise RuntimeError("count_macs cannot run under torch.inference_mode()")
+    names = {
+        module: name for name, module in model.named_modules() if isinstance(module, GEMM_LAYERS)
+    }
+    if not names:
+        raise CostError(f"{type(model).__name__} has no Conv1d/2d/3d or Linear layer to count")
+    counts: dict[nn.Module, list[int]] = {}  # forward, dgrad, wgrad, input elements
+
+    def hook(module: nn.Module, args: tuple[Tensor, ...], output: Tensor) -> None:
+        x = args[0]
+        macs = _forward_macs(module, x, output)
+        if macs % batch_size or x.numel() % batch_size:
+            raise CostError(f"layer {names[module]!r}: work is not proportional to the batch")
+        per_sample = macs // batch_size
+        total = counts.setdefault(module, [0, 0, 0, 0])
+        total[0] += per_sample
+        total[1] += per_sample if x.requires_grad else 0
+        total[2] += per_sample if module.weight.requires_grad else 0
+        total[3] += x.numel() // batch_size
+
+    parameter = next(model.parameters())
+    x = torch.zeros(batch_size, *input_shape, dtype=parameter.dtype, device=parameter.device)
+    modes = [(module, module.training) for module in model.modules()]
+    handles = [module.register_forward_hook(hook) for module in names]
+    try:
+        model.eval()
+        with torch.enable_grad():
+            model(x)
+    except RuntimeError as err:
+        shape = (batch_size, *input_shape)
+        raise CostError(
+            f"{type(model).__name__} does not run on inputs of shape {shape}: {err}"
+        ) from err
+    finally:
+        for handle in handles:
+            handle.remove()
+        for module, training in modes:
+            module.training = training
+    return tuple(
+        LayerMACs(
+            name=names[module],
+            module_type=_torch_class(module),
+            forward=fwd,
+            dgrad=dgrad,
+            wgrad=wgrad,
+            weight_elements=module.weight.numel(),
+            input_elements=inputs,
+        )
+        for module, (fwd, dgrad, wgrad, inputs) in counts.items()
+    )
+
+
+def _torch_class(module: nn.Module) -> str:
+    # The layer's torch class: the emulation backend's QuantConv2d counts as Conv2d.
+    return next(c.__name__ for c in type(module).__mro__ if c.__module__.startswith("torch."))
+
+
+def _forward_macs(module: nn.Module, x: Tensor, y: Tensor) -> int:
+    if isinstance(module, nn.Linear):
+        # Every row of the input (all leading dimensions) is an in x out matrix-vector product.
+        return x.numel() * module.out_features
+    # Conv: N·(output positions)·C_out·(C_in/groups)·prod(kernel).
+    conv: nn.Conv1d | nn.Conv2d | nn.Conv3d = module  # type: ignore[assignment]
+    return y.numel() * (conv.in_channels // conv.groups) * math.prod(conv.kernel_size)

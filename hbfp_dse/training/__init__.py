@@ -1,0 +1,53 @@
+"""Training support: models and datasets by name (see models.py and data.py)."""
+
+from .data import (
+    DATASET_INFO,
+    DATASET_NAMES,
+    DEFAULT_DATA_ROOT,
+    DEFAULT_DATASET,
+    DatasetInfo,
+    DatasetNotFoundError,
+    DatasetPair,
+    ImageSplit,
+    TensorBatches,
+    class_balanced_order,
+    epoch_generator,
+    load_dataset,
+    random_crop_flip,
+    read_idx,
+)
+from .models import (
+    MLP,
+    MODEL_NAMES,
+    TORCHVISION_PREFIX,
+    CifarResNet,
+    SmallCNN,
+    build_model,
+    count_parameters,
+    torchvision_model_names,
+)
+
+__all__ = [
+    "DATASET_INFO",
+    "DATASET_NAMES",
+    "DEFAULT_DATASET",
+    "DEFAULT_DATA_ROOT",
+    "MLP",
+    "MODEL_NAMES",
+    "TORCHVISION_PREFIX",
+    "CifarResNet",
+    "DatasetInfo",
+    "DatasetNotFoundError",
+    "DatasetPair",
+    "ImageSplit",
+    "SmallCNN",
+    "TensorBatches",
+    "build_model",
+    "class_balanced_order",
+    "count_parameters",
+    "epoch_generator",
+    "load_dataset",
+    "random_crop_flip",
+    "read_idx",
+    "torchvision_model_names",
+]
