@@ -5,7 +5,10 @@ from __future__ import annotations
 import typer
 
 from .. import __version__
+from .bench import bench
+from .cost import cost
 from .formats import formats
+from .train import train
 
 app = typer.Typer(
     name="hbfp-dse",
@@ -15,6 +18,9 @@ app = typer.Typer(
     add_completion=False,
 )
 app.command()(formats)
+app.command()(cost)
+app.command()(train)
+app.command()(bench)
 
 
 def _version(value: bool) -> None:

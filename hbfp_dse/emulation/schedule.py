@@ -38,7 +38,7 @@ class Rule:
     def __post_init__(self) -> None:
         object.__setattr__(self, "format", parse_format(self.format))
         for selector in self.epochs or ():
-            _epoch_range(selector, 1)  # syntax check now, bounds once epochs are known
+            _parse_epoch(selector)  # syntax check now, bounds once epochs are known
         for selector in self.layers or ():
             if isinstance(selector, str) and selector.startswith("type:") and not selector[5:]:
                 raise UserError("layer selector 'type:' needs a kind, e.g. 'type:conv'")
@@ -152,17 +152,24 @@ def _select_epochs(selectors: tuple[EpochSelector, ...] | None, epochs: int) -> 
     return list(picked)
 
 
-def _epoch_range(selector: EpochSelector, epochs: int) -> range:
+def _parse_epoch(selector: EpochSelector) -> int | slice:
     text = str(selector).strip()
     try:
         if ":" in text:
             start, stop = (int(part) if part.strip() else None for part in text.split(":", 1))
-            return range(epochs)[slice(start, stop)]
-        index = int(text)
+            return slice(start, stop)
+        return int(text)
     except ValueError:
         raise UserError(
             f"epoch selector {selector!r} is not an index or a 'start:stop' range"
         ) from None
+
+
+def _epoch_range(selector: EpochSelector, epochs: int) -> range:
+    parsed = _parse_epoch(selector)
+    if isinstance(parsed, slice):
+        return range(epochs)[parsed]
+    index = parsed
     if not -epochs <= index < epochs:
         raise UserError(f"epoch {index} is out of range for a run of {epochs} epochs")
     return range(epochs)[index : index + 1 or None]

@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# Starts a PostgreSQL server from Debian's packages on 127.0.0.1:5432 for the store's tests and
+# prints the line that points them at it. Runs as root, without stdin; safe to run again.
+#
+#   eval "$(.ci/postgres.sh)"    # sets HBFP_DSE_TEST_PG_URL
+#
+# Only the export line goes to stdout; progress and errors go to stderr.
+set -euo pipefail
+
+PORT=5432
+ROLE=hbfp
+PASSWORD=hbfp
+DATABASE=hbfp_test
+CLUSTER=main
+export DEBIAN_FRONTEND=noninteractive
+
+log() { echo "postgres.sh: $*" >&2; }
+
+# Runs a command quietly; its output is shown only when it fails.
+quiet() {
+    local out
+    if ! out=$("$@" 2>&1); then
+        echo "$out" >&2
+        log "failed: $*"
+        return 1
+    fi
+}
+
+# Runs a client as the cluster owner from /, so that it can read its working directory.
+as_postgres() { (cd / && runuser -u postgres -- "$@"); }
+
+install_server() {
+    if ! compgen -G '/usr/lib/postgresql/*/bin/postgres' >/dev/null; then
+        log "installing postgresql"
+        quiet apt-get update -qq
+        quiet apt-get install -y -qq postgresql
+    fi
+}
+
+newest_version() { ls /usr/lib/postgresql | sort -V | tail -n 1; }
+
+# Sets a server option; prints "changed" when it differed, so that a running server restarts.
+set_option() {
+    local version=$1 name=$2 value=$3
+    if [ "$(pg_conftool -s "$version" "$CLUSTER" show "$name" 2>/dev/null || true)" != "$value" ]; then
+        pg_conftool "$version" "$CLUSTER" set "$name" "$value"
+        echo changed
+    fi
+}
+
+start_cluster() {
+    local version=$1 changed
+    if ! pg_lsclusters -h | awk -v v="$version" -v c="$CLUSTER" '$1 == v && $2 == c { found = 1 } END { exit !found }'; then
+        log "creating cluster $version/$CLUSTER"
+        quiet pg_createcluster --port "$PORT" "$version" "$CLUSTER"
+    fi
+    changed=$(set_option "$version" port "$PORT")$(set_option "$version" listen_addresses 127.0.0.1)
+    if pg_ctlcluster "$version" "$CLUSTER" status >/dev/null 2>&1; then
+        if [ -n "$changed" ]; then
+            log "restarting cluster $version/$CLUSTER for its new settings"
+            quiet pg_ctlcluster "$version" "$CLUSTER" restart
+        fi
+    else
+        log "starting cluster $version/$CLUSTER"
+        quiet pg_ctlcluster "$version" "$CLUSTER" start
+    fi
+    quiet pg_isready -q -h 127.0.0.1 -p "$PORT" -t 60
+}
+
+create_role_and_database() {
+    as_postgres psql -X -q -v ON_ERROR_STOP=1 -p "$PORT" -c "
+        DO \$\$ BEGIN
+            IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '$ROLE') THEN
+                CREATE ROLE $ROLE LOGIN PASSWORD '$PASSWORD';
+            ELSE
+                ALTER ROLE $ROLE LOGIN PASSWORD '$PASSWORD';
+            END IF;
+        END \$\$;"
+    if [ -z "$(as_postgres psql -X -tA -p "$PORT" -c "SELECT 1 FROM pg_database WHERE datname = '$DATABASE'")" ]; then
+        as_postgres createdb -p "$PORT" -O "$ROLE" "$DATABASE"
+    fi
+}
+
+install_server
+version=$(newest_version)
+start_cluster "$version"
+create_role_and_database
+log "PostgreSQL $version is up on 127.0.0.1:$PORT"
+echo "export HBFP_DSE_TEST_PG_URL=postgresql+psycopg://$ROLE:$PASSWORD@127.0.0.1:$PORT/$DATABASE"

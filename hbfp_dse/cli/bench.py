@@ -1,0 +1,57 @@
+"""``hbfp-dse bench``: FP32 and emulated training steps of one model, side by side."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Annotated
+
+import typer
+
+from ..emulation.spec import BLOCKINGS
+from ..errors import UserError
+from ..formats import parse_format
+from ..training.bench import benchmark_steps
+from .common import console, print_json, user_errors
+
+
+@user_errors
+def bench(
+    model: Annotated[str, typer.Option("--model")] = "resnet20",
+    fmt: Annotated[str, typer.Option("--format", help="Number format of the GEMMs.")] = (
+        "hbfp4_b64"
+    ),
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 128,
+    steps: Annotated[int, typer.Option("--steps", min=1, help="Timed steps of each.")] = 10,
+    warmup: Annotated[int, typer.Option("--warmup", min=1)] = 3,
+    blocking: Annotated[str, typer.Option("--blocking", help="reduction or reference")] = (
+        "reduction"
+    ),
+    device: Annotated[str, typer.Option("--device")] = "auto",
+    channels_last: Annotated[bool, typer.Option("--channels-last/--contiguous")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object.")] = False,
+) -> None:
+    """Time FP32 and emulated training steps in one process and print their ratio."""
+    if blocking not in BLOCKINGS:
+        raise UserError(f"--blocking must be one of {', '.join(BLOCKINGS)}, got {blocking!r}")
+    name = parse_format(fmt).name
+    with console.status(f"timing {model} steps (warm-up compiles the quantizer)..."):
+        result = benchmark_steps(
+            model,
+            name,
+            batch_size=batch_size,
+            steps=steps,
+            warmup=warmup,
+            blocking=blocking,
+            device=device,
+            channels_last=channels_last,
+        )
+    if as_json:
+        print_json({**asdict(result), "ratio": result.ratio})
+        return
+    console.print(
+        f"{model}, batch {batch_size}, {result.device} ({result.threads} threads), "
+        f"{'channels-last' if channels_last else 'contiguous'}; median of {steps} steps each\n"
+        f"  fp32 step      {result.fp32_step_s * 1e3:9.1f} ms\n"
+        f"  {name} step {result.emulated_step_s * 1e3:9.1f} ms  ({blocking} blocking)\n"
+        f"  ratio          [bold]{result.ratio:9.3f}[/]"
+    )

@@ -1,0 +1,104 @@
+"""Timing FP32 and emulated training steps of the same model side by side."""
+
+from __future__ import annotations
+
+import copy
+import statistics
+import time
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..emulation import QuantSpec, convert
+from .data import DATASET_INFO
+from .models import build_model
+from .optim import OptimizerConfig, build_optimizer
+from .trainer import resolve_device
+
+
+@dataclass(frozen=True)
+class StepBenchmark:
+    model: str
+    format: str
+    blocking: str
+    batch_size: int
+    steps: int
+    device: str
+    channels_last: bool
+    threads: int
+    fp32_step_s: float
+    emulated_step_s: float
+
+    @property
+    def ratio(self) -> float:
+        return self.emulated_step_s / self.fp32_step_s
+
+
+def default_dataset(model: str) -> str:
+    """The input shape a model is usually trained on: 28x28 digits or 32x32 colour."""
+    return "mnist-5k" if model in ("cnn", "mlp", "resnet8") else "cifar10"
+
+
+def benchmark_steps(
+    model: str,
+    fmt: str,
+    *,
+    batch_size: int = 128,
+    steps: int = 10,
+    warmup: int = 3,
+    blocking: str = "reduction",
+    device: str = "auto",
+    dataset: str | None = None,
+    channels_last: bool = False,
+    seed: int = 0,
+) -> StepBenchmark:
+    """Median step times of the plain model and its emulated copy, measured alternately.
+
+    Both start from the same weights, use the same memory format, threads and optimizer;
+    warm-up steps (compilation included) are not timed.
+    """
+    target = resolve_device(device)
+    info = DATASET_INFO[dataset or default_dataset(model)]
+    torch.manual_seed(seed)
+    plain = build_model(model, info.num_classes, info.in_channels, info.image_size)
+    emulated = convert(copy.deepcopy(plain), QuantSpec(fmt, blocking))
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    images = torch.randn(batch_size, info.in_channels, info.image_size, info.image_size)
+    images = images.to(target).contiguous(memory_format=memory_format)
+    labels = torch.randint(0, info.num_classes, (batch_size,), device=target)
+    models = [m.to(target, memory_format=memory_format) for m in (plain, emulated)]
+    optimizers = [build_optimizer(m, OptimizerConfig()) for m in models]
+
+    def step(model: nn.Module, optimizer: torch.optim.Optimizer) -> float:
+        if target.type == "cuda":
+            torch.cuda.synchronize(target)
+        start = time.perf_counter()
+        loss = F.cross_entropy(model(images), labels)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if target.type == "cuda":
+            torch.cuda.synchronize(target)
+        return time.perf_counter() - start
+
+    for _ in range(warmup):
+        for m, o in zip(models, optimizers, strict=True):
+            step(m, o)
+    times: tuple[list[float], list[float]] = ([], [])
+    for _ in range(steps):
+        for series, m, o in zip(times, models, optimizers, strict=True):
+            series.append(step(m, o))
+    return StepBenchmark(
+        model=model,
+        format=fmt,
+        blocking=blocking,
+        batch_size=batch_size,
+        steps=steps,
+        device=str(target),
+        channels_last=channels_last,
+        threads=torch.get_num_threads(),
+        fp32_step_s=statistics.median(times[0]),
+        emulated_step_s=statistics.median(times[1]),
+    )
