@@ -8,6 +8,8 @@ from .. import __version__
 from .bench import bench
 from .cost import cost
 from .formats import formats
+from .report import best, report
+from .sweep import sweep
 from .train import train
 
 app = typer.Typer(
@@ -21,6 +23,9 @@ app.command()(formats)
 app.command()(cost)
 app.command()(train)
 app.command()(bench)
+app.command()(sweep)
+app.command()(report)
+app.command()(best)
 
 
 def _version(value: bool) -> None:

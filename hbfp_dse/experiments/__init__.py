@@ -1,0 +1,1 @@
+"""Experiments: sweep files, the results store, the sweep runner, reports and search."""

@@ -1,0 +1,123 @@
+"""Plots of results: accuracy against density with the Pareto front, and search history."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; never needs a display
+
+import matplotlib.pyplot as plt
+from matplotlib.figure import Figure
+
+from ..errors import UserError
+from .report import ConfigSummary
+
+History = Sequence[tuple[int, float | None]]  # (trial number, best feasible density so far)
+
+
+def figure(summaries: Sequence[ConfigSummary], history: History | None = None) -> Figure:
+    panels = 2 if history else 1
+    fig, axes = plt.subplots(1, panels, figsize=(7 * panels, 5), squeeze=False)
+    _front(axes[0][0], summaries)
+    if history:
+        _history(axes[0][1], history)
+    fig.tight_layout()
+    return fig
+
+
+def _front(ax: plt.Axes, summaries: Sequence[ConfigSummary]) -> None:
+    measured = [s for s in summaries if s.accuracy is not None and s.density is not None]
+    for kind, marker in (("grid", "o"), ("search", "^"), ("baseline", "s")):
+        points = [s for s in measured if s.kind == kind]
+        if points:
+            ax.errorbar(
+                [s.density for s in points],
+                [100 * s.accuracy for s in points],  # type: ignore[operator]
+                yerr=[100 * (s.accuracy_std or 0.0) for s in points],
+                fmt=marker,
+                alpha=0.7,
+                label=kind,
+                capsize=2,
+            )
+    front = sorted((s for s in measured if s.pareto), key=lambda s: s.density)  # type: ignore[arg-type, return-value]
+    if front:
+        ax.step(
+            [s.density for s in front],
+            [100 * s.accuracy for s in front],  # type: ignore[operator]
+            where="post",
+            color="black",
+            linewidth=1,
+            label="Pareto front",
+        )
+    for s in measured:
+        if s.kind == "baseline" or s.pareto:
+            ax.annotate(
+                s.label,
+                (s.density, 100 * s.accuracy),  # type: ignore[arg-type, operator]
+                textcoords="offset points",
+                xytext=(4, 4),
+                fontsize=8,
+            )
+    ax.set_xscale("log")
+    ax.set_xlabel("arithmetic density vs FP32 (x)")
+    ax.set_ylabel("final test accuracy (%)")
+    ax.set_title("accuracy against density")
+    ax.grid(True, which="both", alpha=0.3)
+    if measured:
+        ax.legend(loc="lower left", fontsize=8)
+
+
+def _history(ax: plt.Axes, history: History) -> None:
+    trials = [t for t, d in history if d is not None]
+    densities = [d for _, d in history if d is not None]
+    ax.step(trials, densities, where="post", marker=".")
+    ax.set_xlabel("trial")
+    ax.set_ylabel("best feasible density (x FP32)")
+    ax.set_title("search history")
+    ax.grid(True, alpha=0.3)
+
+
+def save(
+    path: Path,
+    summaries: Sequence[ConfigSummary],
+    history: History | None = None,
+    table_html: str = "",
+) -> None:
+    """PNG, SVG or PDF by suffix; ``.html`` embeds the PNG beside a table of the runs."""
+    suffix = path.suffix.lower()
+    if suffix not in (".png", ".svg", ".pdf", ".html"):
+        raise UserError(f"--plot {path}: give a .png, .svg, .pdf or .html file")
+    if not path.parent.exists():
+        raise UserError(f"--plot {path}: directory {path.parent} does not exist")
+    fig = figure(summaries, history)
+    try:
+        if suffix == ".html":
+            buffer = io.BytesIO()
+            fig.savefig(buffer, format="png", dpi=120)
+            image = base64.b64encode(buffer.getvalue()).decode()
+            path.write_text(
+                "<!doctype html><meta charset='utf-8'><title>hbfp-dse report</title>"
+                f"<h1>hbfp-dse report</h1><img alt='accuracy against density' "
+                f"src='data:image/png;base64,{image}'>{table_html}"
+            )
+        else:
+            fig.savefig(path, dpi=120)
+    finally:
+        plt.close(fig)
+
+
+def table_html(rows: Sequence[dict[str, object]]) -> str:
+    if not rows:
+        return ""
+    header = "".join(f"<th>{html.escape(str(k))}</th>" for k in rows[0])
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in row.values()) + "</tr>"
+        for row in rows
+    )
+    return f"<table border='1' cellspacing='0'><tr>{header}</tr>{body}</table>"

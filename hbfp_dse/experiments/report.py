@@ -1,0 +1,155 @@
+"""Summaries of stored runs: accuracy over seeds, density, the Pareto front and the best
+configuration for a target accuracy."""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import UserError
+from .store import Run
+
+
+@dataclass
+class ConfigSummary:
+    """The runs of one configuration (the same resolved settings, any seed)."""
+
+    sweep: str
+    config_id: str
+    label: str
+    kind: str
+    runs: list[Run]
+    density: float | None
+    pareto: bool = False
+
+    @property
+    def done(self) -> list[Run]:
+        return [r for r in self.runs if r.status == "done" and r.final_acc is not None]
+
+    @property
+    def accuracy(self) -> float | None:
+        done = self.done
+        return statistics.fmean(r.final_acc for r in done) if done else None  # type: ignore[misc]
+
+    @property
+    def accuracy_std(self) -> float | None:
+        done = [r.final_acc for r in self.done]
+        return statistics.stdev(done) if len(done) > 1 else (0.0 if done else None)  # type: ignore[arg-type]
+
+    @property
+    def status(self) -> str:
+        statuses = sorted({r.status for r in self.runs})
+        return statuses[0] if len(statuses) == 1 else ",".join(statuses)
+
+    @property
+    def schedule(self) -> list[Any] | None:
+        return self.runs[0].schedule
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return self.runs[0].config
+
+
+def parse_target(value: float) -> float:
+    """A target accuracy as a fraction: 0.9 and 90 both mean 90%."""
+    if not 0 < value <= 100:
+        raise UserError(f"--target-acc {value:g} is outside (0, 100]: give 0.91 or 91")
+    return value / 100 if value > 1 else value
+
+
+def summarize(runs: Sequence[Run]) -> list[ConfigSummary]:
+    """Group runs by sweep and configuration and mark the accuracy/density Pareto front."""
+    groups: dict[tuple[str, str], ConfigSummary] = {}
+    for run in runs:
+        key = (run.sweep.name, run.config_id)
+        if key not in groups:
+            groups[key] = ConfigSummary(
+                run.sweep.name, run.config_id, run.label, run.kind, [], run.density
+            )
+        groups[key].runs.append(run)
+    summaries = list(groups.values())
+    mark_pareto(summaries)
+    return summaries
+
+
+def mark_pareto(summaries: Sequence[ConfigSummary]) -> None:
+    """A configuration is on the front when no other is at least as accurate and as dense
+    and strictly better in one of the two."""
+    points = [
+        (s, s.accuracy, s.density)
+        for s in summaries
+        if s.accuracy is not None and s.density is not None
+    ]
+    for s, acc, dens in points:
+        s.pareto = not any(
+            a >= acc and d >= dens and (a > acc or d > dens)  # type: ignore[operator]
+            for other, a, d in points
+            if other is not s
+        )
+
+
+def best_for_target(
+    summaries: Sequence[ConfigSummary], target: float
+) -> tuple[ConfigSummary | None, ConfigSummary | None]:
+    """The densest configuration whose mean accuracy reaches ``target`` (ties: the more
+    accurate), and, when none does, the closest one below it."""
+    measured = [s for s in summaries if s.accuracy is not None and s.density is not None]
+    feasible = [s for s in measured if s.accuracy >= target]  # type: ignore[operator]
+    if feasible:
+        return max(feasible, key=lambda s: (s.density, s.accuracy)), None
+    closest = max(measured, key=lambda s: (s.accuracy, s.density), default=None)
+    return None, closest
+
+
+def run_json(run: Run) -> dict[str, Any]:
+    return {
+        "id": run.id,
+        "sweep": run.sweep.name,
+        "label": run.label,
+        "kind": run.kind,
+        "config_id": run.config_id,
+        "status": run.status,
+        "seed": run.seed,
+        "accuracy": run.final_acc,
+        "best_accuracy": run.best_acc,
+        "density": run.density,
+        "density_vs_bf16": run.density_vs_bf16,
+        "mac_share": run.mac_share,
+        "device": run.device,
+        "trial_number": run.trial_number,
+        "error": run.error,
+        "schedule": run.schedule,
+    }
+
+
+def summary_json(summary: ConfigSummary) -> dict[str, Any]:
+    return {
+        "sweep": summary.sweep,
+        "label": summary.label,
+        "kind": summary.kind,
+        "config_id": summary.config_id,
+        "accuracy": summary.accuracy,
+        "accuracy_std": summary.accuracy_std,
+        "density": summary.density,
+        "seeds": len(summary.runs),
+        "done": len(summary.done),
+        "status": summary.status,
+        "pareto": summary.pareto,
+        "runs": [r.id for r in summary.runs],
+        "schedule": summary.schedule,
+    }
+
+
+def schedule_config(summary: ConfigSummary) -> dict[str, Any]:
+    """The configuration's schedule as a sweep file's baseline entry."""
+    return {"label": summary.label, "schedule": _without_nulls(summary.config["schedule"])}
+
+
+def _without_nulls(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _without_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_without_nulls(v) for v in value]
+    return value

@@ -1,0 +1,376 @@
+"""Running a sweep: register its runs in the store, then let workers claim and train them.
+
+Each worker is a loop of claim → train → record. Every epoch is checkpointed to a directory
+all workers share, so a run taken over after a crash resumes from its last finished epoch;
+the checkpoint is removed once the run is done. Workers report progress as small event
+dicts through ``emit`` (a queue's ``put`` when they are separate processes).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import platform
+import queue
+import socket
+import subprocess
+import threading
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .. import __version__
+from ..cost.areas import UnitAreas
+from ..cost.plan import config_cost
+from ..errors import UserError
+from ..training.config import TrainConfig
+from ..training.data import DatasetPair, load_dataset
+from ..training.trainer import Callback, EpochRecord, RunResult, resolve_device, train
+from .spec import PlannedRun, SweepSpec, expand
+from .store import Run, Store, sqlite_path, worker_name
+
+Event = dict[str, Any]
+Emit = Callable[[Event], None]
+
+
+@dataclass(frozen=True)
+class WorkerOptions:
+    device: str | None = None  # overrides the configuration's device
+    stale_after: float = 120.0  # seconds without a heartbeat before a run is reclaimed
+    heartbeat_every: float = 20.0
+    checkpoint_dir: Path | None = None
+    threads: int | None = None  # torch threads per worker
+
+
+@dataclass
+class WorkerSummary:
+    worker: str
+    finished: dict[str, int] = field(default_factory=dict)  # status -> count
+
+
+def checkpoint_dir_for(store: Store, given: Path | None) -> Path:
+    """By default beside a SQLite database (``results.db`` → ``results.checkpoints/``);
+    other databases need a directory every worker can reach, default ``./hbfp-checkpoints``."""
+    if given is not None:
+        return given
+    path = sqlite_path(store.url)
+    if path is not None:
+        return path.with_suffix(".checkpoints")
+    return Path("hbfp-checkpoints")
+
+
+def provenance(source: Path | None) -> dict[str, Any]:
+    commit, dirty = _git_state(source.parent if source else Path.cwd())
+    return {
+        "git_commit": commit,
+        "git_dirty": dirty,
+        "python_version": platform.python_version(),
+        "torch_version": torch.__version__,
+        "hbfp_version": __version__,
+        "host": socket.gethostname(),
+    }
+
+
+def _git_state(where: Path) -> tuple[str | None, bool | None]:
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", *args], cwd=where, capture_output=True, text=True, check=True, timeout=10
+        ).stdout.strip()
+
+    try:
+        commit = git("rev-parse", "HEAD")
+        dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
+    except (OSError, subprocess.SubprocessError):
+        return None, None
+    return commit, dirty
+
+
+def compress_schedule(epochs: Sequence[dict[str, str]]) -> list[dict[str, Any]]:
+    """Per-epoch formats as segments of equal epochs: ``[{epochs: [a, b], formats}]``,
+    epochs a..b inclusive, 0-based."""
+    segments: list[dict[str, Any]] = []
+    for epoch, formats in enumerate(epochs):
+        if segments and segments[-1]["formats"] == formats:
+            segments[-1]["epochs"][1] = epoch
+        else:
+            segments.append({"epochs": [epoch, epoch], "formats": dict(formats)})
+    return segments
+
+
+def run_fields(planned: PlannedRun, areas: UnitAreas | None = None) -> dict[str, Any]:
+    """The stored columns of a planned run, its modelled cost included."""
+    cost = config_cost(planned.config, areas)
+    return {
+        "run_hash": planned.run_hash,
+        "config_id": planned.config_id,
+        "label": planned.label,
+        "kind": planned.kind,
+        "config": planned.config.model_dump(mode="json"),
+        "seed": planned.config.seed,
+        "density": cost.cost.density_vs_fp32,
+        "density_vs_bf16": cost.cost.density_vs_bf16,
+        "mac_share": {str(k): v for k, v in cost.cost.mac_share.items()},
+        "schedule": compress_schedule(cost.schedule),
+    }
+
+
+def register_sweep(
+    store: Store, spec: SweepSpec, spec_yaml: str, source: Path | None, retry_failed: bool
+) -> tuple[int, list[int]]:
+    """Create or update the sweep and add its runs; everything is validated before any
+    write, so bad input leaves the store untouched."""
+    fields = [run_fields(run) for run in expand(spec)]
+    return store.register(
+        spec.name, spec_yaml, provenance(source), fields, retry_failed=retry_failed
+    )
+
+
+class _DataCache:
+    """Runs of one sweep mostly share a dataset; load it once per worker."""
+
+    def __init__(self) -> None:
+        self._cache: dict[tuple[Any, ...], DatasetPair] = {}
+
+    def get(self, config: TrainConfig) -> DatasetPair:
+        key = (
+            config.dataset,
+            config.data_dir,
+            config.download,
+            config.train_size,
+            config.test_size,
+            config.split_seed,
+        )
+        if key not in self._cache:
+            self._cache.clear()
+            self._cache[key] = load_dataset(
+                config.dataset,
+                root=config.data_dir,
+                download=config.download,
+                train_size=config.train_size,
+                test_size=config.test_size,
+                split_seed=config.split_seed,
+            )
+        return self._cache[key]
+
+
+DATA_CACHE = _DataCache()
+
+
+class _Heartbeat(threading.Thread):
+    """Keeps a claim fresh while the run trains; notes when another worker took it over."""
+
+    def __init__(self, store: Store, run_id: int, worker: str, every: float) -> None:
+        super().__init__(daemon=True)
+        self.store, self.run_id, self.worker, self.every = store, run_id, worker, every
+        self.stop_event = threading.Event()
+        self.lost = False
+
+    def run(self) -> None:
+        while not self.stop_event.wait(self.every):
+            try:
+                if not self.store.heartbeat(self.run_id, self.worker):
+                    self.lost = True
+                    return
+            except Exception:  # a transient database error must not kill training
+                continue
+
+
+class _RecordEpochs:
+    """The trainer callback that writes every epoch to the store and emits progress."""
+
+    def __init__(
+        self, store: Store, run: Run, worker: str, device: str, emit: Emit, beat: _Heartbeat
+    ) -> None:
+        self.store, self.run, self.worker, self.device = store, run, worker, device
+        self.emit, self.beat = emit, beat
+        self.steps = 0
+
+    def on_start(self, total_epochs: int, steps_per_epoch: int, start_epoch: int) -> None:
+        self.store.start_epoch(self.run.id, start_epoch, self.device)
+        self.steps = steps_per_epoch
+        self.emit(
+            {
+                "event": "start",
+                "worker": self.worker,
+                "run_id": self.run.id,
+                "label": self.run.label,
+                "seed": self.run.seed,
+                "density": self.run.density,
+                "epochs": total_epochs,
+                "start_epoch": start_epoch,
+            }
+        )
+
+    def on_step(self, epoch: int, step: int, loss: float, accuracy: float) -> None:
+        if step % 10 == 0 or step + 1 == self.steps:
+            self.emit(
+                {
+                    "event": "step",
+                    "worker": self.worker,
+                    "epoch": epoch,
+                    "step": step + 1,
+                    "steps": self.steps,
+                    "loss": loss,
+                }
+            )
+
+    def on_epoch_end(self, record: EpochRecord) -> bool:
+        self.store.record_epoch(self.run.id, record)
+        self.emit(
+            {
+                "event": "epoch",
+                "worker": self.worker,
+                "run_id": self.run.id,
+                "epoch": record.epoch,
+                "test_acc": record.test_acc,
+            }
+        )
+        return self.beat.lost  # another worker owns the run now: stop quietly
+
+
+def execute_run(
+    store: Store,
+    run: Run,
+    worker: str,
+    options: WorkerOptions,
+    *,
+    emit: Emit = lambda event: None,
+    callbacks: Sequence[Callback] = (),
+    data_cache: _DataCache | None = None,
+) -> RunResult | None:
+    """Train one claimed run and record its outcome. Ctrl-C marks it interrupted and
+    propagates; any other error marks it failed and returns None."""
+    config = TrainConfig.model_validate(run.config)
+    if options.device is not None:
+        config = config.model_copy(update={"device": options.device})
+    checkpoint = checkpoint_dir_for(store, options.checkpoint_dir) / f"run-{run.id}.pt"
+    beat = _Heartbeat(store, run.id, worker, options.heartbeat_every)
+    beat.start()
+    try:
+        device = str(resolve_device(config.device))
+        data = (data_cache or _DataCache()).get(config)
+        recorder = _RecordEpochs(store, run, worker, device, emit, beat)
+        result = train(config, callbacks=[recorder, *callbacks], checkpoint=checkpoint, data=data)
+    except KeyboardInterrupt:
+        store.interrupt(run.id, worker)
+        emit({"event": "finish", "worker": worker, "run_id": run.id, "status": "interrupted"})
+        raise
+    except Exception as err:
+        message = str(err) if isinstance(err, UserError) else traceback.format_exc(limit=8)
+        store.finish(run.id, "failed", error=message)
+        emit({"event": "finish", "worker": worker, "run_id": run.id, "status": "failed"})
+        return None
+    finally:
+        beat.stop_event.set()
+    if beat.lost:
+        return None
+    status = "done" if result.status in ("done", "stopped") else result.status
+    store.finish(
+        run.id,
+        status,
+        device=result.device,
+        final_acc=result.final_test_acc,
+        best_acc=result.best_test_acc,
+        error=result.message if status != "done" else None,
+    )
+    checkpoint.unlink(missing_ok=True)
+    emit(
+        {
+            "event": "finish",
+            "worker": worker,
+            "run_id": run.id,
+            "status": status,
+            "accuracy": result.final_test_acc,
+        }
+    )
+    return result
+
+
+def work(
+    store: Store,
+    sweep_id: int,
+    options: WorkerOptions,
+    *,
+    emit: Emit = lambda event: None,
+    run_ids: Sequence[int] | None = None,
+) -> WorkerSummary:
+    """Claim and train runs of the sweep until none is left."""
+    if options.threads:
+        torch.set_num_threads(options.threads)
+    summary = WorkerSummary(worker_name())
+    cache = DATA_CACHE
+    while (
+        run := store.claim(
+            sweep_id, summary.worker, stale_after=options.stale_after, run_ids=run_ids
+        )
+    ) is not None:
+        emit({"event": "claim", "worker": summary.worker, "run_id": run.id, "label": run.label})
+        result = execute_run(store, run, summary.worker, options, emit=emit, data_cache=cache)
+        status = "failed" if result is None else result.status
+        summary.finished[status] = summary.finished.get(status, 0) + 1
+    emit({"event": "idle", "worker": summary.worker})
+    return summary
+
+
+def _worker_process(
+    url: str, sweep_id: int, options: WorkerOptions, events: Any, run_ids: Sequence[int] | None
+) -> None:
+    store = Store(url, create=False)
+    try:
+        work(store, sweep_id, options, emit=events.put, run_ids=run_ids)
+    except KeyboardInterrupt:
+        pass  # the run is marked interrupted; the parent reports it
+    finally:
+        store.close()
+
+
+def run_workers(
+    store: Store,
+    sweep_id: int,
+    options: WorkerOptions,
+    workers: int,
+    *,
+    on_event: Emit = lambda event: None,
+    run_ids: Sequence[int] | None = None,
+) -> None:
+    """Run ``workers`` worker loops: in this process for one, else as spawned processes
+    whose events this process relays to ``on_event``."""
+    if workers <= 1:
+        work(store, sweep_id, options, emit=on_event, run_ids=run_ids)
+        return
+    if options.threads is None:
+        threads = max(1, torch.get_num_threads() // workers)
+        options = WorkerOptions(**{**options.__dict__, "threads": threads})
+    context = multiprocessing.get_context("spawn")
+    events = context.Queue()
+    processes = [
+        context.Process(
+            target=_worker_process,
+            args=(store.url, sweep_id, options, events, run_ids),
+            daemon=False,
+        )
+        for _ in range(workers)
+    ]
+    for process in processes:
+        process.start()
+    try:
+        while any(p.is_alive() for p in processes) or not events.empty():
+            try:
+                on_event(events.get(timeout=0.2))
+            except queue.Empty:
+                continue
+    except KeyboardInterrupt:
+        for process in processes:
+            process.join(timeout=30)
+        raise
+    finally:
+        for process in processes:
+            process.join(timeout=5)
+            if process.is_alive():
+                process.terminate()
+    failed = [p.exitcode for p in processes if p.exitcode not in (0, None)]
+    if failed:
+        raise UserError(f"{len(failed)} worker process(es) exited with codes {failed}")
