@@ -10,7 +10,8 @@ ENV PIP_NO_CACHE_DIR=1 \
     PYTHONUNBUFFERED=1 \
     VIRTUAL_ENV=/opt/venv \
     PATH=/opt/venv/bin:$PATH \
-    HBFP_DSE_DB=sqlite:////results/results.db
+    HBFP_DSE_DB=sqlite:////results/results.db \
+    HBFP_DSE_DATA=/data
 
 # CUDA base images ship no Python; slim Python images already have it.
 RUN if ! command -v python3 >/dev/null; then \
@@ -24,7 +25,7 @@ WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY hbfp_dse ./hbfp_dse
 COPY sweeps ./sweeps
-RUN pip install --extra-index-url "${TORCH_INDEX_URL}" .
+RUN pip install --extra-index-url "${TORCH_INDEX_URL}" '.[postgres]'
 
 VOLUME ["/data", "/results"]
 WORKDIR /results

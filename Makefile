@@ -16,14 +16,19 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 demo: install
-	$(BIN)/hbfp-dse formats
+	$(BIN)/hbfp-dse sweep sweeps/quick.yaml
+	$(BIN)/hbfp-dse report --sweep quick --plot quick.png
+	$(BIN)/hbfp-dse best --sweep quick --target-acc 0.95
 
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	if [ -x $(BIN)/hadolint ]; then $(BIN)/hadolint Dockerfile; fi
 
+# As root (CI), a local PostgreSQL server is started for the store's multi-worker tests.
 test: lint
+	if [ -z "$$HBFP_DSE_TEST_PG_URL" ] && [ "$$(id -u)" = 0 ]; then \
+		eval "$$(bash .ci/postgres.sh)"; fi; \
 	$(BIN)/python -m pytest -q
 
 bench: install

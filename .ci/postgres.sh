@@ -39,11 +39,16 @@ install_server() {
 
 newest_version() { ls /usr/lib/postgresql | sort -V | tail -n 1; }
 
-# Sets a server option; prints "changed" when it differed, so that a running server restarts.
-set_option() {
-    local version=$1 name=$2 value=$3
-    if [ "$(pg_conftool -s "$version" "$CLUSTER" show "$name" 2>/dev/null || true)" != "$value" ]; then
-        pg_conftool "$version" "$CLUSTER" set "$name" "$value"
+# Writes our settings to the cluster's conf.d; prints "changed" when they differed, so that a
+# running server restarts.
+configure() {
+    local version=$1 file
+    file=/etc/postgresql/$version/$CLUSTER/conf.d/hbfp-dse.conf
+    local wanted="port = $PORT
+listen_addresses = '127.0.0.1'"
+    if [ "$(cat "$file" 2>/dev/null || true)" != "$wanted" ]; then
+        mkdir -p "$(dirname "$file")"
+        printf '%s\n' "$wanted" >"$file"
         echo changed
     fi
 }
@@ -54,7 +59,7 @@ start_cluster() {
         log "creating cluster $version/$CLUSTER"
         quiet pg_createcluster --port "$PORT" "$version" "$CLUSTER"
     fi
-    changed=$(set_option "$version" port "$PORT")$(set_option "$version" listen_addresses 127.0.0.1)
+    changed=$(configure "$version")
     if pg_ctlcluster "$version" "$CLUSTER" status >/dev/null 2>&1; then
         if [ -n "$changed" ]; then
             log "restarting cluster $version/$CLUSTER for its new settings"

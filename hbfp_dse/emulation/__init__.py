@@ -1,5 +1,6 @@
 """HBFP emulation: quantized layers, their GEMM operands, and per-layer/per-epoch schedules."""
 
+from .attention import QuantMatmulFunction, QuantMultiheadAttention
 from .layers import (
     QuantConv1d,
     QuantConv2d,
@@ -22,6 +23,8 @@ __all__ = [
     "QuantConv2d",
     "QuantConv3d",
     "QuantLinear",
+    "QuantMatmulFunction",
+    "QuantMultiheadAttention",
     "QuantSpec",
     "QuantizedLayer",
     "Rule",

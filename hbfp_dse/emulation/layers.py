@@ -29,9 +29,14 @@ class QuantizedLayer(nn.Module):
         generator = self.generator
 
         def quantize_operand(t: Tensor, operand: Operand, dim: int) -> Tensor:
-            return quantize(t, spec.fmt, dim, spec.rounding(operand), generator)
+            # quantize returns FP32; a float64 or half layer needs its own dtype back.
+            return quantize(t, spec.fmt, dim, spec.rounding(operand), generator).to(t.dtype)
 
         return quantize_operand
+
+    def gemm_weights(self) -> list[Tensor]:
+        """The weight operands of the layer's GEMMs (what wide weight storage rounds)."""
+        return [self.weight]
 
     def active_spec(self) -> QuantSpec | None:
         spec = self.quant
@@ -59,6 +64,8 @@ class _QuantConvNd(QuantizedLayer):
     _reversed_padding_repeated_twice: list[int]
 
     def _quant_forward(self, x: Tensor, spec: QuantSpec) -> Tensor:
+        if x.dim() == self.weight.dim() - 1:  # unbatched input, as torch's conv layers accept
+            return self._quant_forward(x.unsqueeze(0), spec).squeeze(0)
         padding = self.padding
         if isinstance(padding, str) or self.padding_mode != "zeros":
             # 'same' and non-zero padding modes pad explicitly, outside the GEMM.
@@ -108,16 +115,24 @@ def convert(
     *,
     inplace: bool = True,
     generator: torch.Generator | None = None,
+    attention: bool = False,
 ) -> nn.Module:
     """Make every exact Linear/Conv1d/2d/3d of ``model`` a quantized layer with ``spec``.
 
-    Subclasses with their own ``forward`` are left alone. Returns the converted model
+    Subclasses with their own ``forward`` are left alone. With ``attention``, every exact
+    ``nn.MultiheadAttention`` also becomes one quantized layer whose projections and
+    attention matmuls all run on quantized operands. Returns the converted model
     (a deep copy when ``inplace`` is False).
     """
+    from .attention import QuantMultiheadAttention  # it builds on this module
+
+    classes = dict(_QUANTIZED_CLASS)
+    if attention:
+        classes[nn.MultiheadAttention] = QuantMultiheadAttention
     if not inplace:
         model = copy.deepcopy(model)
     for module in model.modules():
-        quantized = _QUANTIZED_CLASS.get(type(module))
+        quantized = classes.get(type(module))
         if quantized is not None:
             module.__class__ = quantized
         if isinstance(module, QuantizedLayer):
@@ -139,5 +154,5 @@ def store_weights(model: nn.Module, fmt: Format | str) -> None:
     """
     for _, layer in quantized_layers(model):
         if layer.active_spec() is not None:
-            weight = layer.weight
-            weight.copy_(quantize(weight, fmt, dim=1).to(weight.dtype))
+            for weight in layer.gemm_weights():
+                weight.copy_(quantize(weight, fmt, dim=1).to(weight.dtype))

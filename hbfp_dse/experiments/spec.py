@@ -103,6 +103,15 @@ class Grid(_Strict):
     def _boost_format(cls, value: str) -> str:
         return parse_format(value).name
 
+    @model_validator(mode="after")
+    def _formats_exist(self) -> Grid:
+        for m, b, scaling in itertools.product(self.mantissa_bits, self.block_size, self.scaling):
+            try:
+                hbfp_name(m, b, scaling)
+            except UserError as err:
+                raise ValueError(f"mantissa {m}, block {b}, {scaling}: {err}") from None
+        return self
+
 
 class Baseline(_Strict):
     label: str | None = None

@@ -108,6 +108,7 @@ class TrainConfig(_Strict):
     forward_rounding: Literal["nearest", "stochastic"] = "nearest"
     backward_rounding: Literal["nearest", "stochastic"] = "nearest"
     weight_storage: str | None = None
+    quantize_attention: bool = False  # also the matmuls inside nn.MultiheadAttention
 
     seed: int = 0
     device: str = "auto"

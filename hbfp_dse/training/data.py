@@ -8,6 +8,7 @@ tensor ops on the uint8 batch, so its zero padding is black, as with torchvision
 
 import gzip
 import importlib.resources
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache
@@ -30,7 +31,10 @@ DATASET_NAMES: tuple[str, ...] = (
     "svhn",
 )
 # Where torchvision datasets live (and are downloaded to) when no root is given.
-DEFAULT_DATA_ROOT = Path.home() / ".cache" / "hbfp-dse" / "datasets"
+# HBFP_DSE_DATA points every run at a shared data directory (the Docker image sets it).
+DEFAULT_DATA_ROOT = Path(
+    os.environ.get("HBFP_DSE_DATA") or Path.home() / ".cache" / "hbfp-dse" / "datasets"
+)
 # Installed by the Debian package dataset-fashion-mnist.
 DEBIAN_FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 MNIST_5K_TEST_SIZE = 1000

@@ -118,7 +118,7 @@ def build_run(config: TrainConfig, data: DatasetPair | None = None) -> _Run:
     info = data.info
     model = build_model(config.model, info.num_classes, info.in_channels, info.image_size)
     quant_generator = torch.Generator(device=device).manual_seed(config.seed + 1)
-    convert(model, generator=quant_generator)
+    convert(model, generator=quant_generator, attention=config.quantize_attention)
     model.to(device)
     if config.channels_last:
         model.to(memory_format=torch.channels_last)

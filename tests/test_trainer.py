@@ -1,0 +1,321 @@
+"""The trainer: epoch records, callbacks, divergence, checkpoints, seeds, optimizers."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from pydantic import ValidationError
+from torch import nn
+
+from hbfp_dse.emulation import Schedule
+from hbfp_dse.errors import UserError
+from hbfp_dse.formats import quantize
+from hbfp_dse.training import DatasetPair, build_model, load_dataset
+from hbfp_dse.training.config import TrainConfig
+from hbfp_dse.training.optim import (
+    LRScheduleConfig,
+    OptimizerConfig,
+    build_lr_scheduler,
+    build_optimizer,
+    lr_factor,
+)
+from hbfp_dse.training.trainer import EpochRecord, RunResult, train
+
+TIMING = {"seconds", "images_per_s"}
+
+
+@pytest.fixture(autouse=True)
+def _eager_quantizer(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Compiling the quantizer takes longer than these tiny runs; it has its own tests.
+    monkeypatch.setenv("HBFP_DSE_COMPILE", "0")
+
+
+@pytest.fixture(scope="module")
+def data() -> DatasetPair:
+    return load_dataset("mnist-5k", train_size=96, test_size=64)
+
+
+def config(**changes: Any) -> TrainConfig:
+    """A few-second run: the MLP on 96 mnist-5k digits, batches of 32, two epochs."""
+    base: dict[str, Any] = {
+        "model": "mlp",
+        "train_size": 96,
+        "test_size": 64,
+        "epochs": 2,
+        "batch_size": 32,
+        "device": "cpu",
+    }
+    return TrainConfig.model_validate(base | changes)
+
+
+def untimed(record: EpochRecord) -> dict[str, Any]:
+    return {k: v for k, v in dataclasses.asdict(record).items() if k not in TIMING}
+
+
+class Recorder:
+    def __init__(self, stop_after: int | None = None) -> None:
+        self.stop_after = stop_after
+        self.starts: list[tuple[int, int, int]] = []
+        self.steps: list[tuple[int, int, float, float]] = []
+        self.records: list[EpochRecord] = []
+
+    def on_start(self, total_epochs: int, steps_per_epoch: int, start_epoch: int) -> None:
+        self.starts.append((total_epochs, steps_per_epoch, start_epoch))
+
+    def on_step(self, epoch: int, step: int, loss: float, accuracy: float) -> None:
+        self.steps.append((epoch, step, loss, accuracy))
+
+    def on_epoch_end(self, record: EpochRecord) -> bool:
+        self.records.append(record)
+        return record.epoch == self.stop_after
+
+
+# --- records and callbacks -----------------------------------------------------------------
+
+
+def test_a_run_without_given_data_loads_its_dataset_and_records_every_epoch() -> None:
+    recorder = Recorder()
+    result = train(config(schedule={"booster": {}}), callbacks=[recorder])
+    assert isinstance(result, RunResult)
+    assert result.status == "done"
+    assert result.message is None
+    assert result.device == "cpu"
+    assert [r.epoch for r in result.epochs] == [0, 1]
+    for record in result.epochs:
+        assert 0 <= record.train_acc <= 1
+        assert 0 <= record.test_acc <= 1
+        assert math.isfinite(record.train_loss)
+        assert math.isfinite(record.test_loss)
+        assert record.lr > 0
+        assert record.seconds > 0
+        assert record.images_per_s == pytest.approx(96 / record.seconds)
+    assert result.final_test_acc == result.epochs[-1].test_acc
+    assert result.best_test_acc == max(r.test_acc for r in result.epochs)
+    # The formats used, per layer and epoch, as the booster schedule resolves them.
+    names = [layer.name for layer in result.layers]
+    assert names == ["layers.1", "layers.3", "layers.5"]
+    resolved = Schedule.booster().resolve(result.layers, 2)
+    expected = [{k: f.name for k, f in epoch.items()} for epoch in resolved]
+    assert result.schedule == expected
+    assert [r.formats for r in result.epochs] == expected
+    assert expected[0] == {"layers.1": "hbfp6", "layers.3": "hbfp4", "layers.5": "hbfp6"}
+    assert recorder.records == result.epochs
+
+
+def test_callbacks_see_start_steps_and_epochs(data: DatasetPair) -> None:
+    recorder = Recorder()
+    result = train(config(), callbacks=[recorder, object()], data=data)  # hooks are optional
+    assert recorder.starts == [(2, 3, 0)]
+    assert [(epoch, step) for epoch, step, _, _ in recorder.steps] == [
+        (e, s) for e in range(2) for s in range(3)
+    ]
+    assert all(math.isfinite(loss) and 0 <= acc <= 1 for _, _, loss, acc in recorder.steps)
+    first_epoch_loss = sum(loss for e, _, loss, _ in recorder.steps if e == 0) / 3
+    assert result.epochs[0].train_loss == pytest.approx(first_epoch_loss)
+    assert recorder.records == result.epochs
+
+
+def test_a_callback_returning_true_stops_the_run(data: DatasetPair) -> None:
+    recorder = Recorder(stop_after=0)
+    result = train(config(epochs=3), callbacks=[recorder], data=data)
+    assert result.status == "stopped"
+    assert "epoch 0" in (result.message or "")
+    assert len(result.epochs) == 1
+
+
+@pytest.mark.parametrize("schedule", ["fp32", "hbfp4"])
+def test_a_nan_or_inf_loss_ends_the_run_as_diverged_without_raising(
+    data: DatasetPair, schedule: str
+) -> None:
+    recorder = Recorder()
+    result = train(
+        config(optimizer={"lr": 1e30}, schedule=schedule), callbacks=[recorder], data=data
+    )
+    assert result.status == "diverged"
+    assert "NaN/Inf" in (result.message or "")
+    assert result.epochs == []
+    assert recorder.records == []
+    assert all(math.isfinite(loss) for _, _, loss, _ in recorder.steps)
+
+
+# --- checkpoints, seeds, devices -----------------------------------------------------------
+
+
+class StopAfterFirstEpoch:
+    def on_epoch_end(self, record: EpochRecord) -> bool:
+        return True
+
+
+def test_resuming_from_a_checkpoint_equals_training_straight_through(
+    tmp_path: Path, data: DatasetPair
+) -> None:
+    # Stochastic rounding and a mid-run LR schedule: the RNG and scheduler states must carry.
+    cfg = config(
+        schedule={"booster": {}}, forward_rounding="stochastic", backward_rounding="stochastic"
+    )
+    cfg = cfg.model_copy(update={"deterministic": True})
+    straight = train(cfg, checkpoint=tmp_path / "straight.pt", data=data)
+    first = train(
+        cfg, checkpoint=tmp_path / "split.pt", callbacks=[StopAfterFirstEpoch()], data=data
+    )
+    assert first.status == "stopped"
+    recorder = Recorder()
+    resumed = train(cfg, checkpoint=tmp_path / "split.pt", callbacks=[recorder], data=data)
+    assert recorder.starts == [(2, 3, 1)]
+    assert [step[0] for step in recorder.steps] == [1, 1, 1]
+    assert resumed.status == straight.status == "done"
+    assert [untimed(r) for r in resumed.epochs] == [untimed(r) for r in straight.epochs]
+    a = torch.load(tmp_path / "straight.pt", weights_only=True)
+    b = torch.load(tmp_path / "split.pt", weights_only=True)
+    assert a["model"].keys() == b["model"].keys()
+    for key, value in a["model"].items():
+        assert torch.equal(value, b["model"][key]), key
+    assert a["scheduler"]["last_epoch"] == b["scheduler"]["last_epoch"] == 6
+
+
+def test_checkpoint_loads_with_weights_only(tmp_path: Path, data: DatasetPair) -> None:
+    path = tmp_path / "run" / "ckpt.pt"
+    train(config(epochs=1), checkpoint=path, data=data)
+    state = torch.load(path, weights_only=True)
+    assert {"model", "optimizer", "scheduler", "history", "rng"} <= state.keys()
+    assert state["history"][0]["epoch"] == 0
+    assert not path.with_name("ckpt.pt.tmp").exists()
+
+
+def test_a_finished_checkpoint_is_not_trained_again(tmp_path: Path, data: DatasetPair) -> None:
+    path = tmp_path / "ckpt.pt"
+    first = train(config(epochs=1), checkpoint=path, data=data)
+    recorder = Recorder()
+    again = train(config(epochs=1), checkpoint=path, callbacks=[recorder], data=data)
+    assert recorder.steps == []
+    assert [untimed(r) for r in again.epochs] == [untimed(r) for r in first.epochs]
+
+
+def test_seeds_reproduce_and_differ(data: DatasetPair) -> None:
+    cfg = config(epochs=1, schedule="hbfp6", forward_rounding="stochastic")
+    runs = [train(cfg.model_copy(update={"seed": s}), data=data) for s in (3, 3, 4)]
+    records = [[untimed(r) for r in run.epochs] for run in runs]
+    assert records[0] == records[1]
+    assert records[0] != records[2]
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is present here")
+@pytest.mark.parametrize("device", ["cuda", "cuda:1"])
+def test_asking_for_cuda_without_it_is_a_clear_user_error(device: str) -> None:
+    with pytest.raises(UserError, match=f"{device!r}.*CUDA is not available"):
+        train(config(device=device))
+
+
+@pytest.mark.parametrize("device", ["gpu", "cuda:x", "tpu:0"])
+def test_a_malformed_device_is_rejected(device: str) -> None:
+    with pytest.raises(ValidationError, match="device must be auto, cpu, cuda or cuda:N"):
+        config(device=device)
+
+
+def test_device_auto_uses_cpu_without_cuda(data: DatasetPair) -> None:
+    result = train(config(epochs=1, device="auto"), data=data)
+    assert result.device == ("cuda" if torch.cuda.is_available() else "cpu")
+
+
+# --- optimizers and learning-rate schedules ------------------------------------------------
+
+
+def test_the_brief_cifar_recipe_is_expressible() -> None:
+    recipe = TrainConfig.model_validate(
+        {
+            "model": "resnet20",
+            "dataset": "cifar10",
+            "epochs": 160,
+            "batch_size": 128,
+            "optimizer": {"name": "sgd", "lr": 0.1, "momentum": 0.9, "nesterov": True},
+            "lr_schedule": {"name": "step", "warmup_epochs": 5, "milestones": [82, 122]},
+            "schedule": {"booster": {"low": "hbfp4", "high": "hbfp6", "last_epochs": 1}},
+        }
+    )
+    assert recipe.optimizer.weight_decay == 1e-4
+    factor = lr_factor(recipe.lr_schedule, recipe.epochs)
+    assert factor(0) < 0.01
+    assert factor(2.5) == pytest.approx(0.5, abs=1e-3)
+    assert factor(5) == factor(81.9) == 1.0
+    assert factor(82) == pytest.approx(0.1)
+    assert factor(122) == pytest.approx(0.01)
+    assert recipe.augment is None  # the dataset's default: CIFAR crop + flip
+
+
+def test_cosine_with_warmup_and_adamw(data: DatasetPair) -> None:
+    schedule = LRScheduleConfig(name="cosine", warmup_epochs=1)
+    factor = lr_factor(schedule, 4)
+    assert factor(0.5) == pytest.approx(0.5 * 0.5 * (1 + math.cos(math.pi * 0.5 / 4)), rel=1e-2)
+    assert factor(2) == pytest.approx(0.5)
+    assert factor(3.999) < 1e-5
+    model = build_model("mlp", 10, 1, 28)
+    optimizer = build_optimizer(model, OptimizerConfig(name="adamw", lr=1e-3, betas=(0.8, 0.9)))
+    assert isinstance(optimizer, torch.optim.AdamW)
+    assert optimizer.defaults["betas"] == (0.8, 0.9)
+    scheduler = build_lr_scheduler(optimizer, schedule, epochs=4, steps_per_epoch=10)
+    for _ in range(20):
+        optimizer.step()
+        scheduler.step()
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(1e-3 * factor(2))
+    result = train(
+        config(
+            optimizer={"name": "adamw", "lr": 1e-3, "weight_decay": 0.01},
+            lr_schedule={"name": "cosine", "warmup_epochs": 0.5},
+        ),
+        data=data,
+    )
+    assert result.status == "done"
+    run_factor = lr_factor(LRScheduleConfig(name="cosine", warmup_epochs=0.5), 2)
+    assert [r.lr for r in result.epochs] == pytest.approx([1e-3 * run_factor(t) for t in (0, 1)])
+
+
+@pytest.mark.parametrize("name", ["sgd", "adamw"])
+def test_weight_decay_skips_batchnorm_and_biases(name: str) -> None:
+    model = build_model("resnet8", 10, 1, 28)
+    model.fc.bias.data.fill_(0.5)
+    optimizer = build_optimizer(model, OptimizerConfig(name=name, lr=0.1, weight_decay=0.5))
+    decayed = {id(p) for g in optimizer.param_groups if g["weight_decay"] > 0 for p in g["params"]}
+    gemm_weights = {id(m.weight) for m in model.modules() if isinstance(m, nn.Conv2d | nn.Linear)}
+    assert decayed == gemm_weights
+    assert sum(len(g["params"]) for g in optimizer.param_groups) == len(list(model.parameters()))
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    for p in model.parameters():
+        p.grad = torch.zeros_like(p)
+    optimizer.step()  # with zero gradients only weight decay moves a parameter
+    for n, p in model.named_parameters():
+        assert torch.equal(p, before[n]) == (id(p) not in decayed), n
+
+
+def test_onecycle_default_lr_rises_then_falls(data: DatasetPair) -> None:
+    result = train(config(epochs=3), data=data)
+    lrs = [r.lr for r in result.epochs]
+    assert lrs[0] == pytest.approx(0.1 * 0.04)
+    assert lrs[1] > lrs[0]
+    assert lrs[2] < lrs[1]
+
+
+# --- emulation settings reach the layers ---------------------------------------------------
+
+
+def test_wide_weight_storage_keeps_master_weights_on_the_wide_grid(
+    tmp_path: Path, data: DatasetPair
+) -> None:
+    path = tmp_path / "ckpt.pt"
+    train(config(epochs=1, schedule="hbfp4", weight_storage="hbfp8"), checkpoint=path, data=data)
+    state = torch.load(path, weights_only=True)["model"]
+    for name in ("layers.1", "layers.3", "layers.5"):
+        weight = state[f"{name}.weight"]
+        assert torch.equal(quantize(weight, "hbfp8", dim=1), weight), name
+        assert not torch.equal(quantize(weight, "hbfp4", dim=1), weight), name
+        bias = state[f"{name}.bias"]
+        assert not torch.equal(quantize(bias, "hbfp8", dim=0), bias), name  # biases stay FP32
+
+
+def test_a_quantized_schedule_changes_training(data: DatasetPair) -> None:
+    fp32, hbfp4 = (train(config(epochs=1, schedule=s), data=data) for s in ("fp32", "hbfp4"))
+    assert untimed(fp32.epochs[0]) != untimed(hbfp4.epochs[0])
