@@ -9,6 +9,7 @@ from .bench import bench
 from .cost import cost
 from .formats import formats
 from .report import best, report
+from .search import search
 from .sweep import sweep
 from .train import train
 
@@ -26,6 +27,7 @@ app.command()(bench)
 app.command()(sweep)
 app.command()(report)
 app.command()(best)
+app.command()(search)
 
 
 def _version(value: bool) -> None:

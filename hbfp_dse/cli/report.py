@@ -19,6 +19,7 @@ from ..experiments.report import (
     parse_target,
     run_json,
     schedule_config,
+    search_history,
     summarize,
     summary_json,
 )
@@ -106,34 +107,33 @@ def report(
     if not rows:
         console.print("no runs stored yet")
         return
-    table = Table(title="hbfp-dse results (* on the accuracy/density Pareto front)")
-    for column in rows[0]:
-        table.add_column(column, justify="right" if column != "label" else "left")
+    _print_table(rows)
+
+
+def _print_table(rows: list[dict[str, Any]]) -> None:
+    """The terminal view: the columns that matter, one line per configuration."""
+    columns = {
+        "label": "configuration",
+        "accuracy_pct": "acc %",
+        "std_pct": "± %",
+        "density_vs_fp32": "density",
+        "seeds": "seeds",
+        "status": "status",
+        "pareto": "front",
+    }
+    if len({row["sweep"] for row in rows}) > 1:
+        columns = {"sweep": "sweep", **columns}
+    table = Table(title="hbfp-dse results (front: on the accuracy/density Pareto front)")
+    for key, title in columns.items():
+        table.add_column(
+            title,
+            justify="left" if key in ("label", "sweep") else "right",
+            overflow="fold" if key == "label" else "ellipsis",
+        )
     for row in rows:
         style = "bold" if row["pareto"] else None
-        table.add_row(*(str(v) for v in row.values()), style=style)
+        table.add_row(*(str(row[key]) for key in columns), style=style)
     console.print(table)
-
-
-def search_history(runs: list[Run]) -> list[tuple[int, float | None]] | None:
-    """Best feasible density against trial number for the searched runs, if any."""
-    trials = sorted((r for r in runs if r.trial_number is not None), key=lambda r: r.trial_number)
-    if not trials:
-        return None
-    target = trials[0].sweep.search_target
-    best: float | None = None
-    history = []
-    for run in trials:
-        feasible = (
-            run.status == "done"
-            and run.final_acc is not None
-            and target is not None
-            and run.final_acc >= target
-        )
-        if feasible and run.density is not None and (best is None or run.density > best):
-            best = run.density
-        history.append((run.trial_number, best))
-    return history  # type: ignore[return-value]
 
 
 @user_errors

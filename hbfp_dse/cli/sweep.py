@@ -45,9 +45,9 @@ DbOption = Annotated[
 class SweepProgress:
     """Overall runs, and per worker the current run's epochs with live accuracy."""
 
-    def __init__(self, progress: Progress, total: int, already: int) -> None:
+    def __init__(self, progress: Progress, total: int, already: int, label: str = "runs") -> None:
         self.progress = progress
-        self.overall = progress.add_task("runs", total=total, completed=already, status="")
+        self.overall = progress.add_task(label, total=total, completed=already, status="")
         self.workers: dict[str, TaskID] = {}
         self.counts: dict[str, int] = {}
 
@@ -89,7 +89,18 @@ class SweepProgress:
             self.progress.update(task, visible=False)
 
 
-def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
+def sweep_progress() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[status]}"),
+        TimeElapsedColumn(),
+        console=err_console,
+    )
+
+
+def raise_interrupt(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
 
@@ -127,7 +138,7 @@ def sweep(
     """Run every pending run of a sweep file. Rerunning resumes where it stopped."""
     spec, text = load_sweep(file)
     if device is not None:
-        _check_device(device)
+        check_device(device)
     if dry_run:
         _show_plan(spec)
         return
@@ -142,17 +153,9 @@ def sweep(
         f"store {store.safe_url}"
     )
     options = WorkerOptions(device=device, stale_after=stale_after, checkpoint_dir=checkpoint_dir)
-    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
-    progress = Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[status]}"),
-        TimeElapsedColumn(),
-        console=err_console,
-    )
+    previous = signal.signal(signal.SIGTERM, raise_interrupt)
     try:
-        with progress:
+        with sweep_progress() as progress:
             display = SweepProgress(progress, len(run_ids), finished)
             run_workers(store, sweep_id, options, workers, on_event=display)
     except KeyboardInterrupt:
@@ -173,7 +176,7 @@ def sweep(
     )
 
 
-def _check_device(device: str) -> None:
+def check_device(device: str) -> None:
     try:
         TrainConfig(device=device)
     except ValidationError as err:

@@ -8,12 +8,9 @@ import io
 from collections.abc import Sequence
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")  # files only; never needs a display
-
-import matplotlib.pyplot as plt
-from matplotlib.figure import Figure
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure  # used without pyplot: no display, no global state
+from matplotlib.ticker import FormatStrFormatter, MaxNLocator, NullFormatter
 
 from ..errors import UserError
 from .report import ConfigSummary
@@ -23,7 +20,8 @@ History = Sequence[tuple[int, float | None]]  # (trial number, best feasible den
 
 def figure(summaries: Sequence[ConfigSummary], history: History | None = None) -> Figure:
     panels = 2 if history else 1
-    fig, axes = plt.subplots(1, panels, figsize=(7 * panels, 5), squeeze=False)
+    fig = Figure(figsize=(7 * panels, 5))
+    axes = fig.subplots(1, panels, squeeze=False)
     _front(axes[0][0], summaries)
     if history:
         _history(axes[0][1], history)
@@ -31,7 +29,7 @@ def figure(summaries: Sequence[ConfigSummary], history: History | None = None) -
     return fig
 
 
-def _front(ax: plt.Axes, summaries: Sequence[ConfigSummary]) -> None:
+def _front(ax: Axes, summaries: Sequence[ConfigSummary]) -> None:
     measured = [s for s in summaries if s.accuracy is not None and s.density is not None]
     for kind, marker in (("grid", "o"), ("search", "^"), ("baseline", "s")):
         points = [s for s in measured if s.kind == kind]
@@ -50,7 +48,7 @@ def _front(ax: plt.Axes, summaries: Sequence[ConfigSummary]) -> None:
         ax.step(
             [s.density for s in front],
             [100 * s.accuracy for s in front],  # type: ignore[operator]
-            where="post",
+            where="pre",  # the boundary of what the front dominates
             color="black",
             linewidth=1,
             label="Pareto front",
@@ -58,25 +56,30 @@ def _front(ax: plt.Axes, summaries: Sequence[ConfigSummary]) -> None:
     for s in measured:
         if s.kind == "baseline" or s.pareto:
             ax.annotate(
-                s.label,
+                s.label if len(s.label) <= 32 else s.label[:31] + "…",
                 (s.density, 100 * s.accuracy),  # type: ignore[arg-type, operator]
                 textcoords="offset points",
                 xytext=(4, 4),
                 fontsize=8,
             )
-    ax.set_xscale("log")
+    densities = [s.density for s in measured]
+    if densities and max(densities) > 8 * min(densities):  # type: ignore[operator]
+        ax.set_xscale("log")  # FP32 baselines sit an order of magnitude below HBFP
+        ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.xaxis.set_major_formatter(FormatStrFormatter("%gx"))
     ax.set_xlabel("arithmetic density vs FP32 (x)")
     ax.set_ylabel("final test accuracy (%)")
     ax.set_title("accuracy against density")
     ax.grid(True, which="both", alpha=0.3)
     if measured:
-        ax.legend(loc="lower left", fontsize=8)
+        ax.legend(loc="best", fontsize=8)
 
 
-def _history(ax: plt.Axes, history: History) -> None:
+def _history(ax: Axes, history: History) -> None:
     trials = [t for t, d in history if d is not None]
     densities = [d for _, d in history if d is not None]
     ax.step(trials, densities, where="post", marker=".")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("trial")
     ax.set_ylabel("best feasible density (x FP32)")
     ax.set_title("search history")
@@ -96,20 +99,17 @@ def save(
     if not path.parent.exists():
         raise UserError(f"--plot {path}: directory {path.parent} does not exist")
     fig = figure(summaries, history)
-    try:
-        if suffix == ".html":
-            buffer = io.BytesIO()
-            fig.savefig(buffer, format="png", dpi=120)
-            image = base64.b64encode(buffer.getvalue()).decode()
-            path.write_text(
-                "<!doctype html><meta charset='utf-8'><title>hbfp-dse report</title>"
-                f"<h1>hbfp-dse report</h1><img alt='accuracy against density' "
-                f"src='data:image/png;base64,{image}'>{table_html}"
-            )
-        else:
-            fig.savefig(path, dpi=120)
-    finally:
-        plt.close(fig)
+    if suffix == ".html":
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png", dpi=120)
+        image = base64.b64encode(buffer.getvalue()).decode()
+        path.write_text(
+            "<!doctype html><meta charset='utf-8'><title>hbfp-dse report</title>"
+            f"<h1>hbfp-dse report</h1><img alt='accuracy against density' "
+            f"src='data:image/png;base64,{image}'>{table_html}"
+        )
+    else:
+        fig.savefig(path, dpi=120)
 
 
 def table_html(rows: Sequence[dict[str, object]]) -> str:

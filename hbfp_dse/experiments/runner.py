@@ -8,6 +8,7 @@ dicts through ``emit`` (a queue's ``put`` when they are separate processes).
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import platform
 import queue
@@ -16,7 +17,7 @@ import subprocess
 import threading
 import traceback
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -267,7 +268,8 @@ def execute_run(
         beat.stop_event.set()
     if beat.lost:
         return None
-    status = "done" if result.status in ("done", "stopped") else result.status
+    # A run stopped by a callback is a search trial pruned for missing its target.
+    status = {"stopped": "pruned"}.get(result.status, result.status)
     store.finish(
         run.id,
         status,
@@ -316,13 +318,15 @@ def work(
 
 
 def _worker_process(
-    url: str, sweep_id: int, options: WorkerOptions, events: Any, run_ids: Sequence[int] | None
+    url: str,
+    sweep_id: int,
+    options: WorkerOptions,
+    run_ids: Sequence[int] | None,
+    events: Any,
 ) -> None:
     store = Store(url, create=False)
     try:
         work(store, sweep_id, options, emit=events.put, run_ids=run_ids)
-    except KeyboardInterrupt:
-        pass  # the run is marked interrupted; the parent reports it
     finally:
         store.close()
 
@@ -336,22 +340,31 @@ def run_workers(
     on_event: Emit = lambda event: None,
     run_ids: Sequence[int] | None = None,
 ) -> None:
-    """Run ``workers`` worker loops: in this process for one, else as spawned processes
-    whose events this process relays to ``on_event``."""
+    """Run ``workers`` worker loops: in this process for one, else as spawned processes."""
     if workers <= 1:
         work(store, sweep_id, options, emit=on_event, run_ids=run_ids)
-        return
-    if options.threads is None:
-        threads = max(1, torch.get_num_threads() // workers)
-        options = WorkerOptions(**{**options.__dict__, "threads": threads})
+    else:
+        options = split_threads(options, workers)
+        spawn_workers(_worker_process, (store.url, sweep_id, options, run_ids), workers, on_event)
+
+
+def split_threads(options: WorkerOptions, workers: int) -> WorkerOptions:
+    """Share this machine's torch threads among local worker processes."""
+    if options.threads is not None:
+        return options
+    return replace(options, threads=max(1, torch.get_num_threads() // workers))
+
+
+def spawn_workers(
+    target: Callable[..., None], args: tuple[Any, ...], workers: int, on_event: Emit
+) -> None:
+    """Run ``target(*args, events)`` in ``workers`` spawned processes, relaying the events
+    they put on the queue to ``on_event``. Ctrl-C reaches the children too (one process
+    group); each marks its run interrupted before it exits."""
     context = multiprocessing.get_context("spawn")
     events = context.Queue()
     processes = [
-        context.Process(
-            target=_worker_process,
-            args=(store.url, sweep_id, options, events, run_ids),
-            daemon=False,
-        )
+        context.Process(target=_quiet_interrupt, args=(target, *args, events))
         for _ in range(workers)
     ]
     for process in processes:
@@ -362,15 +375,17 @@ def run_workers(
                 on_event(events.get(timeout=0.2))
             except queue.Empty:
                 continue
-    except KeyboardInterrupt:
-        for process in processes:
-            process.join(timeout=30)
-        raise
     finally:
         for process in processes:
-            process.join(timeout=5)
+            process.join(timeout=30)
             if process.is_alive():
                 process.terminate()
     failed = [p.exitcode for p in processes if p.exitcode not in (0, None)]
     if failed:
         raise UserError(f"{len(failed)} worker process(es) exited with codes {failed}")
+
+
+def _quiet_interrupt(target: Callable[..., None], *args: Any) -> None:
+    # The run is marked interrupted by the worker; the parent reports it.
+    with contextlib.suppress(KeyboardInterrupt):
+        target(*args)

@@ -20,43 +20,13 @@ from ..configfile import parse_yaml, read_yaml, validate
 from ..errors import UserError
 from ..formats import parse_format
 from ..training.config import RuleConfig, ScheduleConfig, TrainConfig
-from .search import SearchSpace
+from .search import RoundingPair, Scaling, SearchSpace
 
-Rounding = Literal["nearest", "stochastic"]
 LayerPlan = Literal["all", "boost_ends", "fp32_ends"]
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
-
-
-class Scaling(_Strict):
-    """One level: one shared exponent per block. Two: a micro-exponent per ``sub_block``."""
-
-    levels: Literal[1, 2] = 1
-    sub_block: int | None = Field(None, ge=1)
-
-    @model_validator(mode="after")
-    def _sub_block_iff_two_levels(self) -> Scaling:
-        if (self.levels == 2) != (self.sub_block is not None):
-            raise ValueError("give 'sub_block' exactly when 'levels' is 2")
-        return self
-
-
-class RoundingPair(_Strict):
-    forward: Rounding = "nearest"
-    backward: Rounding = "nearest"
-
-    @model_validator(mode="before")
-    @classmethod
-    def _shorthand(cls, value: Any) -> Any:
-        return {"forward": value, "backward": value} if isinstance(value, str) else value
-
-    @property
-    def label(self) -> str:
-        if self.forward == self.backward:
-            return self.forward
-        return f"{self.forward}/{self.backward}"
 
 
 class Grid(_Strict):

@@ -37,7 +37,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, SQLAlchemyError
 from sqlalchemy.orm import (
     DeclarativeBase,
@@ -55,8 +55,9 @@ SCHEMA_VERSION = 1
 PREFIX = "hbfp_"
 DEFAULT_URL = "sqlite:///results.db"
 ENV_URL = "HBFP_DSE_DB"
-RunStatus = Literal["pending", "running", "done", "failed", "diverged", "interrupted"]
-FINISHED: tuple[RunStatus, ...] = ("done", "failed", "diverged")
+# ``pruned``: a search trial stopped early because it could no longer reach the target.
+RunStatus = Literal["pending", "running", "done", "failed", "diverged", "interrupted", "pruned"]
+FINISHED: tuple[RunStatus, ...] = ("done", "failed", "diverged", "pruned")
 # Optuna's own tables, which may share the database with ours.
 OPTUNA_TABLES = frozenset(
     {
@@ -102,7 +103,6 @@ class Sweep(Base):
     torch_version: Mapped[str] = mapped_column(String(64))
     hbfp_version: Mapped[str] = mapped_column(String(32))
     host: Mapped[str] = mapped_column(String(255))
-    search_target: Mapped[float | None] = mapped_column(Float)  # set by ``hbfp-dse search``
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     runs: Mapped[list[Run]] = relationship(back_populates="sweep", cascade="all, delete-orphan")
@@ -120,7 +120,8 @@ class Run(Base):
     config: Mapped[dict[str, Any]] = mapped_column(JSON)
     seed: Mapped[int] = mapped_column(Integer)
     status: Mapped[str] = mapped_column(String(16), default="pending", index=True)
-    trial_number: Mapped[int | None] = mapped_column(Integer)
+    trial_number: Mapped[int | None] = mapped_column(Integer)  # set by ``hbfp-dse search``
+    search_target: Mapped[float | None] = mapped_column(Float)
     device: Mapped[str | None] = mapped_column(String(32))
     worker: Mapped[str | None] = mapped_column(String(300))
     attempts: Mapped[int] = mapped_column(Integer, default=0)
@@ -290,24 +291,55 @@ class Store:
                 update(Sweep).where(Sweep.name == name).values(updated_at=now, **fields)
             )
             sweep_id = connection.execute(select(Sweep.id).where(Sweep.name == name)).scalar_one()
-            if runs:
-                defaults = {"sweep_id": sweep_id, "status": "pending", "attempts": 0}
-                connection.execute(
-                    self._insert_ignore(Run),
-                    [{**defaults, "created_at": now, **run} for run in runs],
-                )
+            self._insert_runs(connection, sweep_id, runs)
             if retry_failed:
                 connection.execute(
                     update(Run)
                     .where(Run.sweep_id == sweep_id, Run.status == "failed")
                     .values(status="pending", error=None)
                 )
-            ids = dict(
-                connection.execute(
-                    select(Run.run_hash, Run.id).where(Run.sweep_id == sweep_id)
-                ).all()
+            ids = self._run_ids(connection, sweep_id, runs)
+        return sweep_id, ids
+
+    def add_runs(self, sweep_id: int, runs: Sequence[Mapping[str, Any]]) -> list[int]:
+        """Add runs not yet in the sweep; return the ids of all given runs in order."""
+        with self.session() as session:
+            connection = session.connection()
+            self._insert_runs(connection, sweep_id, runs)
+            return self._run_ids(connection, sweep_id, runs)
+
+    def _insert_runs(
+        self, connection: Connection, sweep_id: int, runs: Sequence[Mapping[str, Any]]
+    ) -> None:
+        if runs:
+            defaults = {"sweep_id": sweep_id, "status": "pending", "attempts": 0}
+            connection.execute(
+                self._insert_ignore(Run),
+                [{**defaults, "created_at": utcnow(), **run} for run in runs],
             )
-        return sweep_id, [ids[run["run_hash"]] for run in runs]
+
+    @staticmethod
+    def _run_ids(
+        connection: Connection, sweep_id: int, runs: Sequence[Mapping[str, Any]]
+    ) -> list[int]:
+        hashes = [run["run_hash"] for run in runs]
+        ids = dict(
+            connection.execute(
+                select(Run.run_hash, Run.id).where(
+                    Run.sweep_id == sweep_id, Run.run_hash.in_(hashes)
+                )
+            ).all()
+        )
+        return [ids[h] for h in hashes]
+
+    def adopt_trial(self, run_id: int, trial_number: int, target: float) -> None:
+        """Mark a stored run (a grid run, say) as the result of a search trial."""
+        with self.session() as session:
+            session.execute(
+                update(Run)
+                .where(Run.id == run_id, Run.trial_number.is_(None))
+                .values(trial_number=trial_number, search_target=target)
+            )
 
     def _insert_ignore(self, model: type[Base]) -> Any:
         insert = sqlite_insert if self.is_sqlite else postgresql_insert

@@ -1,0 +1,354 @@
+"""The results store: SQLite settings, schema checks, registering and claiming runs, and
+several processes claiming one sweep's runs at once on SQLite and on PostgreSQL."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import queue
+import random
+import socket
+import sqlite3
+import time
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import update
+from sqlalchemy.exc import IntegrityError
+
+from hbfp_dse.errors import UserError
+from hbfp_dse.experiments.store import SCHEMA_VERSION, Run, Store, utcnow, worker_name
+from hbfp_dse.training.trainer import EpochRecord
+
+PROVENANCE = {
+    "git_commit": None,
+    "git_dirty": None,
+    "python_version": "3",
+    "torch_version": "2",
+    "hbfp_version": "0",
+    "host": "test",
+}
+
+
+def fake_runs(n: int, prefix: str = "r") -> list[dict[str, Any]]:
+    return [
+        {
+            "run_hash": f"{prefix}{i:04d}",
+            "config_id": f"{prefix}{i:04d}"[:-1],
+            "label": f"{prefix}{i}",
+            "kind": "grid",
+            "config": {"index": i},
+            "seed": i % 2,
+        }
+        for i in range(n)
+    ]
+
+
+def register(store: Store, name: str, n: int) -> tuple[int, list[int]]:
+    return store.register(name, f"name: {name}\n", PROVENANCE, fake_runs(n))
+
+
+def dead_pid() -> int:
+    """A pid no process has: above the kernel's largest."""
+    try:
+        return int(Path("/proc/sys/kernel/pid_max").read_text()) + 1
+    except OSError:
+        return 2**22 + 1
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'results.db'}"
+
+
+@pytest.fixture
+def store(store_url: str) -> Any:
+    store = Store(store_url)
+    yield store
+    store.close()
+
+
+# SQLite ---------------------------------------------------------------------------------
+
+
+def test_a_fresh_sqlite_store_uses_wal_foreign_keys_and_a_busy_timeout(
+    tmp_path: Path, sqlite_url: str
+) -> None:
+    store = Store(sqlite_url)
+    with store.engine.connect() as connection:
+        pragma = connection.exec_driver_sql
+        assert pragma("PRAGMA journal_mode").scalar() == "wal"
+        assert pragma("PRAGMA foreign_keys").scalar() == 1
+        assert pragma("PRAGMA busy_timeout").scalar() >= 10_000
+    with store.session() as session, pytest.raises(IntegrityError):  # foreign keys enforced
+        session.add(Run(sweep_id=999, run_hash="x", config_id="x", label="x", kind="x",
+                        config={}, seed=0))  # fmt: skip
+        session.flush()
+    store.close()
+    # WAL is a property of the file: a plain sqlite3 connection sees it too.
+    with sqlite3.connect(tmp_path / "results.db") as raw:
+        assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        tables = {row[0] for row in raw.execute("SELECT name FROM sqlite_master")}
+        meta = dict(raw.execute("SELECT key, value FROM hbfp_meta"))
+    assert {"hbfp_meta", "hbfp_sweeps", "hbfp_runs", "hbfp_epochs"} <= tables
+    assert all(t.startswith(("hbfp_", "sqlite_", "ix_hbfp_")) for t in tables)
+    assert meta == {"application": "hbfp-dse", "schema_version": str(SCHEMA_VERSION)}
+
+
+def test_a_store_of_another_schema_version_is_refused(tmp_path: Path, sqlite_url: str) -> None:
+    Store(sqlite_url).close()
+    with sqlite3.connect(tmp_path / "results.db") as raw:
+        raw.execute("UPDATE hbfp_meta SET value = '99' WHERE key = 'schema_version'")
+    for create in (True, False):
+        with pytest.raises(UserError, match=r"schema version 99; this hbfp-dse reads version 1"):
+            Store(sqlite_url, create=create)
+
+
+def test_meta_of_another_application_is_refused(tmp_path: Path, sqlite_url: str) -> None:
+    Store(sqlite_url).close()
+    with sqlite3.connect(tmp_path / "results.db") as raw:
+        raw.execute("UPDATE hbfp_meta SET value = 'other' WHERE key = 'application'")
+    with pytest.raises(UserError, match="is not an hbfp-dse results database"):
+        Store(sqlite_url)
+
+
+def test_a_database_with_foreign_tables_is_refused_and_left_alone(
+    tmp_path: Path, sqlite_url: str
+) -> None:
+    path = tmp_path / "results.db"
+    with sqlite3.connect(path) as raw:
+        raw.execute("CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT)")
+        raw.execute("INSERT INTO users (name) VALUES ('ada')")
+    raw.close()
+    before = path.read_bytes()
+    for create in (True, False):
+        with pytest.raises(UserError, match=r"is not an hbfp-dse results database.*'users'"):
+            Store(sqlite_url, create=create)
+    assert path.read_bytes() == before
+    with sqlite3.connect(path) as raw:
+        assert [r[0] for r in raw.execute("SELECT name FROM sqlite_master")] == ["users"]
+    raw.close()
+
+
+def test_optuna_tables_may_share_the_database(tmp_path: Path, sqlite_url: str) -> None:
+    with sqlite3.connect(tmp_path / "results.db") as raw:
+        raw.execute("CREATE TABLE studies (study_id INTEGER PRIMARY KEY)")
+        raw.execute("CREATE TABLE version_info (version_info_id INTEGER PRIMARY KEY)")
+    raw.close()
+    store = Store(sqlite_url)
+    assert register(store, "with-optuna", 2)[1] == [1, 2]
+    store.close()
+
+
+def test_reading_a_missing_store_creates_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "missing.db"
+    with pytest.raises(UserError, match=r"no results database at .*missing\.db"):
+        Store(f"sqlite:///{path}", create=False)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_empty_database_holds_no_results_yet(tmp_path: Path) -> None:
+    path = tmp_path / "empty.db"
+    sqlite3.connect(path).close()
+    with pytest.raises(UserError, match="holds no hbfp-dse results yet"):
+        Store(f"sqlite:///{path}", create=False)
+
+
+def test_a_store_in_a_missing_directory_is_a_user_error(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="does not exist"):
+        Store(f"sqlite:///{tmp_path / 'no' / 'such' / 'dir.db'}")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_bad_urls_are_user_errors() -> None:
+    with pytest.raises(UserError, match="not a valid SQLAlchemy URL"):
+        Store("not a url")
+    with pytest.raises(UserError, match="cannot use database"):
+        Store("nosuchdialect://x/y")
+    with pytest.raises(UserError, match=r"cannot open database postgresql\+psycopg://x:\*\*\*@"):
+        Store("postgresql+psycopg://x:secret@127.0.0.1:1/none")
+
+
+# Both backends --------------------------------------------------------------------------
+
+
+def test_register_twice_is_idempotent(store: Store, sweep_name: str) -> None:
+    sweep_id, ids = register(store, sweep_name, 5)
+    assert len(set(ids)) == 5
+    run = store.claim(sweep_id, "other-host:1")
+    assert run is not None
+    store.finish(run.id, "done", final_acc=0.5)
+    again_id, again = register(store, sweep_name, 5)
+    assert (again_id, again) == (sweep_id, ids)
+    assert store.status_counts(sweep_id) == {"done": 1, "pending": 4}
+    # A grown sweep keeps the stored runs and adds the new ones.
+    more = store.register(sweep_name, "v2", PROVENANCE, fake_runs(7))[1]
+    assert more[:5] == ids
+    assert len(set(more)) == 7
+    assert store.status_counts(sweep_id) == {"done": 1, "pending": 6}
+    assert store.sweep_names().count(sweep_name) == 1
+
+
+def test_retry_failed_makes_failed_runs_pending(store: Store, sweep_name: str) -> None:
+    sweep_id, ids = register(store, sweep_name, 2)
+    run = store.claim(sweep_id, "other-host:1")
+    store.finish(run.id, "failed", error="boom")
+    register(store, sweep_name, 2)
+    assert store.status_counts(sweep_id) == {"failed": 1, "pending": 1}
+    store.register(sweep_name, "", PROVENANCE, fake_runs(2), retry_failed=True)
+    assert store.status_counts(sweep_id) == {"pending": 2}
+    assert store.run(ids[0]).error is None
+
+
+def test_claims_come_in_run_order_then_none(store: Store, sweep_name: str) -> None:
+    sweep_id, ids = register(store, sweep_name, 4)
+    claimed = [store.claim(sweep_id, f"other-host:{i}") for i in range(4)]
+    assert [r.id for r in claimed] == ids
+    assert all(r.status == "running" and r.attempts == 1 for r in claimed)
+    assert [r.worker for r in claimed] == [f"other-host:{i}" for i in range(4)]
+    assert store.claim(sweep_id, "other-host:9") is None
+    # An interrupted run is taken again first: it has the lowest id.
+    store.interrupt(ids[1], "other-host:1")
+    store.finish(ids[2], "done")
+    again = store.claim(sweep_id, "other-host:9")
+    assert (again.id, again.attempts, again.worker) == (ids[1], 2, "other-host:9")
+    assert store.claim(sweep_id, "other-host:9") is None
+
+
+def test_claim_only_the_given_runs(store: Store, sweep_name: str) -> None:
+    sweep_id, ids = register(store, sweep_name, 4)
+    assert store.claim(sweep_id, "other-host:1", run_ids=[ids[2]]).id == ids[2]
+    assert store.claim(sweep_id, "other-host:1", run_ids=[ids[2]]) is None
+
+
+def test_a_stale_heartbeat_is_reclaimed(store: Store, sweep_name: str) -> None:
+    sweep_id, ids = register(store, sweep_name, 2)
+    first = store.claim(sweep_id, "other-host:1")
+    assert store.heartbeat(first.id, "other-host:1")
+    # A fresh heartbeat holds the run: another worker gets the next one.
+    assert store.claim(sweep_id, "other-host:2", stale_after=60).id == ids[1]
+    with store.session() as session:
+        session.execute(
+            update(Run).where(Run.id == first.id).values(heartbeat_at=utcnow() - timedelta(minutes=5))
+        )
+    assert store.claim(sweep_id, "other-host:3", stale_after=600) is None  # not stale yet
+    taken = store.claim(sweep_id, "other-host:3", stale_after=60)
+    assert (taken.id, taken.worker, taken.attempts) == (first.id, "other-host:3", 2)
+    # The first worker learns it lost the run at its next heartbeat, and cannot interrupt it.
+    assert not store.heartbeat(first.id, "other-host:1")
+    store.interrupt(first.id, "other-host:1")
+    assert store.run(first.id).status == "running"
+    assert store.heartbeat(first.id, "other-host:3")
+
+
+def test_a_dead_local_workers_run_is_reclaimed(store: Store, sweep_name: str) -> None:
+    sweep_id, ids = register(store, sweep_name, 3)
+    host = socket.gethostname()
+    dead = store.claim(sweep_id, f"{host}:{dead_pid()}")
+    alive = store.claim(sweep_id, worker_name())  # this very process: alive
+    assert (dead.id, alive.id) == (ids[0], ids[1])
+    taken = store.claim(sweep_id, "other-host:1", stale_after=3600)
+    assert (taken.id, taken.attempts, taken.worker) == (ids[0], 2, "other-host:1")
+    assert store.claim(sweep_id, "other-host:1", stale_after=3600).id == ids[2]
+    assert store.claim(sweep_id, "other-host:1", stale_after=3600) is None
+    assert store.run(ids[1]).status == "running"
+
+
+def test_epochs_are_recorded_once_and_forgotten_on_resume(store: Store, sweep_name: str) -> None:
+    sweep_id, ids = register(store, sweep_name, 1)
+    run = store.claim(sweep_id, "other-host:1")
+
+    def record(epoch: int, acc: float) -> EpochRecord:
+        return EpochRecord(epoch, 1.0, acc, 1.0, acc, 0.1, 1.0, 100.0, {"fc": "fp32"})
+
+    store.start_epoch(run.id, 0, "cpu")
+    for epoch in range(3):
+        store.record_epoch(run.id, record(epoch, 0.1))
+    store.record_epoch(run.id, record(2, 0.2))  # the same epoch again replaces it
+    assert [(e.epoch, e.test_acc) for e in store.run(run.id).epochs] == [
+        (0, 0.1),
+        (1, 0.1),
+        (2, 0.2),
+    ]
+    store.start_epoch(run.id, 2, "cpu")  # resuming from a checkpoint after epoch 1
+    stored = store.run(run.id)
+    assert [e.epoch for e in stored.epochs] == [0, 1]
+    assert (stored.resumed_from_epoch, stored.device) == (2, "cpu")
+
+
+# Concurrency ----------------------------------------------------------------------------
+
+WORKERS = 4
+RUNS = 40
+
+
+def claim_loop(url: str, sweep_id: int, start: Any, holding: Any, results: Any, seed: int) -> None:
+    """A worker whose training is a short sleep; reports the runs it claimed."""
+    claimed: list[int] = []
+    worker = worker_name()
+    store = Store(url, create=False)
+    rng = random.Random(seed)
+    try:
+        start.wait(timeout=300)  # every worker has imported and connected: go together
+        first = True
+        while True:
+            run = store.claim(sweep_id, worker, stale_after=3600)
+            if first:
+                # Every worker holds a run at the same time before any finishes.
+                first = False
+                holding.wait(timeout=300)
+            if run is None:
+                break
+            claimed.append(run.id)
+            time.sleep(rng.uniform(0.002, 0.012))
+            store.finish(run.id, "done")
+    finally:
+        results.put((worker, claimed))
+        store.close()
+
+
+def test_concurrent_workers_claim_every_run_exactly_once(store_url: str, sweep_name: str) -> None:
+    store = Store(store_url)
+    sweep_id, ids = register(store, sweep_name, RUNS)
+    context = multiprocessing.get_context("spawn")
+    start, holding = context.Barrier(WORKERS), context.Barrier(WORKERS)
+    results = context.Queue()
+    processes = [
+        context.Process(
+            target=claim_loop, args=(store_url, sweep_id, start, holding, results, seed)
+        )
+        for seed in range(WORKERS)
+    ]
+    for process in processes:
+        process.start()
+    reports = []
+    try:
+        deadline = time.monotonic() + 240
+        while len(reports) < WORKERS and time.monotonic() < deadline:
+            try:
+                reports.append(results.get(timeout=1))
+            except queue.Empty:
+                if not any(p.is_alive() for p in processes):
+                    break
+    finally:
+        for process in processes:
+            process.join(timeout=30)
+            if process.is_alive():
+                process.kill()
+    assert [p.exitcode for p in processes] == [0] * WORKERS
+    assert len(reports) == WORKERS
+    claims = {worker: claimed for worker, claimed in reports}
+    assert len(claims) == WORKERS
+    every = [run_id for claimed in claims.values() for run_id in claimed]
+    assert sorted(every) == sorted(ids), "a run was claimed twice or lost"
+    assert all(claims.values()), "every worker claimed at least one run"
+    stored = {r.id: r for r in store.runs(sweep_name)}
+    assert len(stored) == RUNS
+    for worker, claimed in claims.items():
+        for run_id in claimed:
+            assert (stored[run_id].status, stored[run_id].attempts) == ("done", 1)
+            assert stored[run_id].worker == worker
+    assert os.getpid() not in {int(w.rsplit(":", 1)[1]) for w in claims}
+    store.close()

@@ -1,0 +1,198 @@
+"""Sweep files: validation, expansion into runs, and run identities."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from hbfp_dse.errors import UserError
+from hbfp_dse.experiments.spec import expand, load_sweep, parse_sweep
+
+BASE = "base: {model: mlp, dataset: mnist-5k, epochs: 3, device: cpu}\n"
+
+SWEEP = (
+    "name: spec-test\n"
+    + BASE
+    + "baselines: [fp32, bf16, booster]\n"
+    "grid:\n"
+    "  mantissa_bits: [3, 4]\n"
+    "  block_size: [16, 64]\n"
+    "  layers: [all, boost_ends]\n"
+    "seeds: [0, 1, 2]\n"
+)
+
+
+def test_expansion_counts_baselines_and_the_grid_product_per_seed() -> None:
+    runs = expand(parse_sweep(SWEEP))
+    assert len(runs) == (3 + 2 * 2 * 2) * 3
+    assert [r.kind for r in runs] == ["baseline"] * 9 + ["grid"] * 24  # baselines first
+    assert {r.config.seed for r in runs} == {0, 1, 2}
+    assert len({r.run_hash for r in runs}) == len(runs)
+    assert len({r.config_id for r in runs}) == 3 + 8
+    labels = {r.label for r in runs}
+    assert {"fp32", "bf16", "booster", "hbfp3_b16", "hbfp4", "hbfp4 boost-ends:hbfp6"} <= labels
+
+
+def test_every_grid_axis_multiplies() -> None:
+    spec = parse_sweep(
+        "name: axes\n" + BASE + "grid:\n"
+        "  mantissa_bits: [4]\n"
+        "  block_size: [16, 64]\n"
+        "  scaling: [{levels: 1}, {levels: 2, sub_block: 8}]\n"
+        "  layers: [all, boost_ends, fp32_ends]\n"
+        "  boost_last_epochs: [0, 1]\n"
+        "  rounding: [nearest, stochastic, {forward: nearest, backward: stochastic}]\n"
+    )
+    runs = expand(spec)
+    assert len(runs) == 2 * 2 * 3 * 2 * 3
+    two_level = [r for r in runs if "_s8" in r.label]
+    assert len(two_level) == len(runs) // 2
+    stochastic = [r for r in runs if r.config.backward_rounding == "stochastic"]
+    assert len(stochastic) == 2 * len(runs) // 3
+
+
+def test_duplicate_configurations_are_kept_once() -> None:
+    spec = parse_sweep(
+        "name: dups\n" + BASE + "baselines: [hbfp8, hbfp8, {schedule: {format: hbfp8_b64}}]\n"
+        "grid: {mantissa_bits: [4, 4], block_size: [64, 64]}\n"
+        "seeds: [0, 1]\n"
+    )
+    runs = expand(spec)
+    assert [(r.label, r.config.seed) for r in runs] == [
+        ("hbfp8", 0),
+        ("hbfp8", 1),
+        ("hbfp4", 0),
+        ("hbfp4", 1),
+    ]
+
+
+def test_run_hash_is_stable_and_ignores_key_order_and_device() -> None:
+    first = [r.run_hash for r in expand(parse_sweep(SWEEP))]
+    assert first == [r.run_hash for r in expand(parse_sweep(SWEEP))]
+    assert all(re.fullmatch(r"[0-9a-f]{16}", h) for h in first)
+    reordered = (
+        "seeds: [0, 1, 2]\n"
+        "grid:\n"
+        "  layers: [all, boost_ends]\n"
+        "  block_size: [16, 64]\n"
+        "  mantissa_bits: [3, 4]\n"
+        "baselines: [fp32, bf16, booster]\n"
+        "base: {device: cpu, epochs: 3, dataset: mnist-5k, model: mlp}\n"
+        "name: another-name\n"  # the sweep's name is not part of a run's identity
+    )
+    assert [r.run_hash for r in expand(parse_sweep(reordered))] == first
+    for device in ("auto", "cuda:1"):
+        other = SWEEP.replace("device: cpu", f"device: {device}")
+        assert [r.run_hash for r in expand(parse_sweep(other))] == first
+    # ... but any setting that changes training changes the identity.
+    longer = SWEEP.replace("epochs: 3", "epochs: 4")
+    assert set(first).isdisjoint(r.run_hash for r in expand(parse_sweep(longer)))
+
+
+def test_config_id_is_shared_across_seeds_only() -> None:
+    runs = expand(parse_sweep(SWEEP))
+    by_config: dict[str, list] = {}
+    for run in runs:
+        by_config.setdefault(run.config_id, []).append(run)
+    assert len(by_config) == 11
+    for group in by_config.values():
+        assert sorted(r.config.seed for r in group) == [0, 1, 2]
+        assert len({r.label for r in group}) == 1
+        assert len({r.run_hash for r in group}) == 3
+
+
+def test_a_sweep_file_without_a_name_takes_the_file_stem(tmp_path: Path) -> None:
+    path = tmp_path / "my-sweep.yaml"
+    path.write_text(BASE + "baselines: [fp32]\n")
+    spec, text = load_sweep(path)
+    assert spec.name == "my-sweep"
+    assert text == path.read_text()
+
+
+BAD_SPECS = {
+    "unknown top-level key": (
+        BASE + "baselines: [fp32]\ngrdi: {mantissa_bits: [4]}\n",
+        ["grdi: unknown key"],
+    ),
+    "unknown grid key": (BASE + "grid: {mantisa_bits: [4]}\n", ["grid.mantisa_bits: unknown key"]),
+    "unknown base key": (
+        "base: {model: mlp, optimizer: {lrr: 0.1}}\nbaselines: [fp32]\n",
+        ["base.optimizer.lrr: unknown key"],
+    ),
+    "mantissa out of range": (
+        BASE + "grid: {mantissa_bits: [4, 1]}\n",
+        ["grid.mantissa_bits", "mantissa width 1 is outside 2..16"],
+    ),
+    "block size out of range": (
+        BASE + "grid: {mantissa_bits: [4], block_size: [0]}\n",
+        ["grid.block_size", "block size 0"],
+    ),
+    "epochs out of range": ("base: {epochs: 0}\nbaselines: [fp32]\n", ["base.epochs"]),
+    "negative boost": (
+        BASE + "grid: {mantissa_bits: [4], boost_last_epochs: [-1]}\n",
+        ["grid.boost_last_epochs"],
+    ),
+    "unknown baseline format": (
+        BASE + "baselines: [fp32, hbfp99x]\n",
+        ["baselines.1.schedule", "unknown format 'hbfp99x'"],
+    ),
+    "unknown rule format": (
+        BASE + "baselines: [{schedule: {rules: [{format: bogus}]}}]\n",
+        ["baselines.0.schedule.rules.0.format", "unknown format 'bogus'"],
+    ),
+    "unknown boost format": (
+        BASE + "grid: {mantissa_bits: [4], boost_format: nope}\n",
+        ["grid.boost_format", "unknown format 'nope'"],
+    ),
+    "boost longer than training": (
+        BASE + "grid: {mantissa_bits: [4], boost_last_epochs: [0, 5]}\n",
+        ["grid.boost_last_epochs", "5 is more than the 3 epochs"],
+    ),
+    "two levels without sub_block": (
+        BASE + "grid: {mantissa_bits: [4], scaling: [{levels: 1}, {levels: 2}]}\n",
+        ["grid.scaling.1", "sub_block"],
+    ),
+    "three levels": (
+        BASE + "grid: {mantissa_bits: [4], scaling: [{levels: 3, sub_block: 4}]}\n",
+        ["grid.scaling.0.levels"],
+    ),
+    "repeated seeds": (BASE + "baselines: [fp32]\nseeds: [1, 1]\n", ["seeds", "distinct"]),
+    "no runs": (BASE, ["the sweep has no runs"]),
+    "not a mapping": ("- fp32\n- bf16\n", ["expected a mapping"]),
+}
+
+
+@pytest.mark.parametrize(("text", "fragments"), BAD_SPECS.values(), ids=BAD_SPECS.keys())
+def test_bad_sweep_files_name_the_file_and_the_key(
+    tmp_path: Path, text: str, fragments: list[str]
+) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(UserError) as info:
+        load_sweep(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}: ")
+    for fragment in fragments:
+        assert fragment in message
+
+
+def test_a_yaml_syntax_error_names_the_file_and_line(tmp_path: Path) -> None:
+    path = tmp_path / "broken.yaml"
+    path.write_text("name: broken\n" + BASE + "baselines: [fp32, bf16\nseeds: [0]\n")
+    with pytest.raises(UserError, match=r"YAML syntax error") as info:
+        load_sweep(path)
+    match = re.match(rf"{re.escape(str(path))}:(\d+):(\d+): ", str(info.value))
+    assert match is not None, info.value
+    assert int(match[1]) in (3, 4)  # the unclosed list, or where the parser noticed it
+
+
+def test_a_missing_sweep_file_is_a_user_error(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="no such file"):
+        load_sweep(tmp_path / "nope.yaml")
+
+
+def test_parse_sweep_names_its_source() -> None:
+    with pytest.raises(UserError, match=r"^inline: invalid configuration:\n  grdi: unknown key"):
+        parse_sweep("name: x\ngrdi: 1\n", "inline")
