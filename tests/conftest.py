@@ -12,21 +12,47 @@ import pytest
 PG_ENV = "HBFP_DSE_TEST_PG_URL"
 
 
-@pytest.fixture
-def pg_url() -> str:
-    """The test PostgreSQL server's URL; skipped without one, except under CI, which must not
-    skip the multi-worker tests silently."""
+@pytest.fixture(scope="session")
+def _pg_schema_url() -> Iterator[str | None]:
+    """The test server's URL, pointed at a schema of this test session's own: tables that an
+    older hbfp-dse or another test session left in the database cannot get in the way."""
     url = os.environ.get(PG_ENV)
     if not url:
+        yield None
+        return
+    from sqlalchemy import create_engine, make_url, text
+
+    schema = f"hbfp_test_{uuid.uuid4().hex[:12]}"
+    engine = create_engine(url)
+    with engine.begin() as connection:
+        connection.execute(text(f"CREATE SCHEMA {schema}"))
+    try:
+        yield (
+            make_url(url)
+            .update_query_dict({"options": f"-csearch_path={schema}"})
+            .render_as_string(hide_password=False)
+        )
+    finally:
+        with engine.begin() as connection:
+            connection.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+        engine.dispose()
+
+
+@pytest.fixture
+def pg_url(_pg_schema_url: str | None) -> str:
+    """The test PostgreSQL server; skipped without one, except under CI (env CI set), which
+    must not skip the multi-worker tests silently."""
+    if _pg_schema_url is None:
+        message = f'{PG_ENV} is unset; eval "$(bash .ci/postgres.sh)" to run this test'
         if os.environ.get("CI"):
-            pytest.fail(f'{PG_ENV} is unset under CI: start the server with eval "$(.ci/postgres.sh)"')
-        pytest.skip(f'{PG_ENV} is unset; eval "$(bash .ci/postgres.sh)" to run this test')
-    return url
+            pytest.fail(message)
+        pytest.skip(message)
+    return _pg_schema_url
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """A results store URL: a fresh SQLite file, or the shared PostgreSQL test database."""
+    """A results store URL: a fresh SQLite file, or this session's PostgreSQL schema."""
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'results.db'}"
     return request.getfixturevalue("pg_url")
@@ -34,8 +60,8 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 @pytest.fixture
 def sweep_name(store_url: str) -> Iterator[str]:
-    """A sweep name no other test uses; the sweep (and its runs) is deleted afterwards, since
-    tests share the PostgreSQL database."""
+    """A sweep name no other test uses; sweeps whose names start with it (and their runs) are
+    deleted afterwards."""
     name = f"test-{uuid.uuid4().hex[:12]}"
     yield name
     from sqlalchemy import delete
@@ -48,6 +74,6 @@ def sweep_name(store_url: str) -> Iterator[str]:
     store = Store(store_url, create=False)
     try:
         with store.session() as session:
-            session.execute(delete(Sweep).where(Sweep.name == name))
+            session.execute(delete(Sweep).where(Sweep.name.startswith(name)))
     finally:
         store.close()

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-import queue
 import random
 import socket
 import sqlite3
@@ -15,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import insert, update
 from sqlalchemy.exc import IntegrityError
 
 from hbfp_dse.errors import UserError
@@ -82,10 +81,9 @@ def test_a_fresh_sqlite_store_uses_wal_foreign_keys_and_a_busy_timeout(
         assert pragma("PRAGMA journal_mode").scalar() == "wal"
         assert pragma("PRAGMA foreign_keys").scalar() == 1
         assert pragma("PRAGMA busy_timeout").scalar() >= 10_000
-    with store.session() as session, pytest.raises(IntegrityError):  # foreign keys enforced
-        session.add(Run(sweep_id=999, run_hash="x", config_id="x", label="x", kind="x",
-                        config={}, seed=0))  # fmt: skip
-        session.flush()
+    orphan = {"sweep_id": 999, "run_hash": "x", "config_id": "x", "label": "x", "kind": "x"}
+    with pytest.raises(IntegrityError), store.session() as session:  # foreign keys enforced
+        session.execute(insert(Run).values(**orphan, config={}, seed=0))
     store.close()
     # WAL is a property of the file: a plain sqlite3 connection sees it too.
     with sqlite3.connect(tmp_path / "results.db") as raw:
@@ -102,7 +100,8 @@ def test_a_store_of_another_schema_version_is_refused(tmp_path: Path, sqlite_url
     with sqlite3.connect(tmp_path / "results.db") as raw:
         raw.execute("UPDATE hbfp_meta SET value = '99' WHERE key = 'schema_version'")
     for create in (True, False):
-        with pytest.raises(UserError, match=r"schema version 99; this hbfp-dse reads version 1"):
+        expected = rf"schema version 99; this hbfp-dse reads version {SCHEMA_VERSION}"
+        with pytest.raises(UserError, match=expected):
             Store(sqlite_url, create=create)
 
 
@@ -231,7 +230,9 @@ def test_a_stale_heartbeat_is_reclaimed(store: Store, sweep_name: str) -> None:
     assert store.claim(sweep_id, "other-host:2", stale_after=60).id == ids[1]
     with store.session() as session:
         session.execute(
-            update(Run).where(Run.id == first.id).values(heartbeat_at=utcnow() - timedelta(minutes=5))
+            update(Run)
+            .where(Run.id == first.id)
+            .values(heartbeat_at=utcnow() - timedelta(minutes=5))
         )
     assert store.claim(sweep_id, "other-host:3", stale_after=600) is None  # not stale yet
     taken = store.claim(sweep_id, "other-host:3", stale_after=60)
@@ -245,19 +246,23 @@ def test_a_stale_heartbeat_is_reclaimed(store: Store, sweep_name: str) -> None:
 
 def test_a_dead_local_workers_run_is_reclaimed(store: Store, sweep_name: str) -> None:
     sweep_id, ids = register(store, sweep_name, 3)
-    host = socket.gethostname()
-    dead = store.claim(sweep_id, f"{host}:{dead_pid()}")
     alive = store.claim(sweep_id, worker_name())  # this very process: alive
-    assert (dead.id, alive.id) == (ids[0], ids[1])
+    dead = store.claim(sweep_id, f"{socket.gethostname()}:{dead_pid()}")
+    assert (alive.id, dead.id) == (ids[0], ids[1])
+    # Fresh heartbeats, but the second worker's process is gone: its run is taken again.
     taken = store.claim(sweep_id, "other-host:1", stale_after=3600)
-    assert (taken.id, taken.attempts, taken.worker) == (ids[0], 2, "other-host:1")
+    assert (taken.id, taken.attempts, taken.worker) == (ids[1], 2, "other-host:1")
     assert store.claim(sweep_id, "other-host:1", stale_after=3600).id == ids[2]
     assert store.claim(sweep_id, "other-host:1", stale_after=3600) is None
-    assert store.run(ids[1]).status == "running"
+    assert store.run(ids[0]).status == "running"
+    # A worker on another host is never judged by its pid.
+    sweep_id, ids = store.register(sweep_name + "-b", "", PROVENANCE, fake_runs(1))
+    store.claim(sweep_id, f"other-host:{dead_pid()}")
+    assert store.claim(sweep_id, "other-host:1", stale_after=3600) is None
 
 
 def test_epochs_are_recorded_once_and_forgotten_on_resume(store: Store, sweep_name: str) -> None:
-    sweep_id, ids = register(store, sweep_name, 1)
+    sweep_id, _ = register(store, sweep_name, 1)
     run = store.claim(sweep_id, "other-host:1")
 
     def record(epoch: int, acc: float) -> EpochRecord:
@@ -282,65 +287,62 @@ def test_epochs_are_recorded_once_and_forgotten_on_resume(store: Store, sweep_na
 
 WORKERS = 4
 RUNS = 40
+_BARRIERS: tuple[Any, Any] | None = None
 
 
-def claim_loop(url: str, sweep_id: int, start: Any, holding: Any, results: Any, seed: int) -> None:
-    """A worker whose training is a short sleep; reports the runs it claimed."""
+def _init_claimer(start: Any, holding: Any) -> None:
+    global _BARRIERS
+    _BARRIERS = (start, holding)
+    import hbfp_dse.experiments.store  # noqa: F401  (the slow import, before any test waits)
+
+
+def claim_loop(url: str, sweep_id: int, seed: int) -> tuple[str, list[int]]:
+    """A worker whose training is a short sleep; returns the runs it claimed."""
+    assert _BARRIERS is not None
+    start, holding = _BARRIERS
     claimed: list[int] = []
     worker = worker_name()
     store = Store(url, create=False)
     rng = random.Random(seed)
     try:
-        start.wait(timeout=300)  # every worker has imported and connected: go together
+        start.wait(timeout=120)  # every worker has connected: go together
         first = True
         while True:
             run = store.claim(sweep_id, worker, stale_after=3600)
             if first:
                 # Every worker holds a run at the same time before any finishes.
                 first = False
-                holding.wait(timeout=300)
+                holding.wait(timeout=120)
             if run is None:
                 break
             claimed.append(run.id)
             time.sleep(rng.uniform(0.002, 0.012))
             store.finish(run.id, "done")
     finally:
-        results.put((worker, claimed))
         store.close()
+    return worker, claimed
 
 
-def test_concurrent_workers_claim_every_run_exactly_once(store_url: str, sweep_name: str) -> None:
+@pytest.fixture(scope="module")
+def claimers() -> Any:
+    """Four spawned processes, shared by the backends: spawning and importing torch is the
+    slow part."""
+    context = multiprocessing.get_context("spawn")
+    barriers = (context.Barrier(WORKERS), context.Barrier(WORKERS))
+    with context.Pool(WORKERS, initializer=_init_claimer, initargs=barriers) as pool:
+        yield pool
+
+
+def test_concurrent_workers_claim_every_run_exactly_once(
+    claimers: Any, store_url: str, sweep_name: str
+) -> None:
     store = Store(store_url)
     sweep_id, ids = register(store, sweep_name, RUNS)
-    context = multiprocessing.get_context("spawn")
-    start, holding = context.Barrier(WORKERS), context.Barrier(WORKERS)
-    results = context.Queue()
-    processes = [
-        context.Process(
-            target=claim_loop, args=(store_url, sweep_id, start, holding, results, seed)
-        )
-        for seed in range(WORKERS)
-    ]
-    for process in processes:
-        process.start()
-    reports = []
-    try:
-        deadline = time.monotonic() + 240
-        while len(reports) < WORKERS and time.monotonic() < deadline:
-            try:
-                reports.append(results.get(timeout=1))
-            except queue.Empty:
-                if not any(p.is_alive() for p in processes):
-                    break
-    finally:
-        for process in processes:
-            process.join(timeout=30)
-            if process.is_alive():
-                process.kill()
-    assert [p.exitcode for p in processes] == [0] * WORKERS
-    assert len(reports) == WORKERS
-    claims = {worker: claimed for worker, claimed in reports}
-    assert len(claims) == WORKERS
+    # One task per process: each blocks on the barriers until all four have started.
+    tasks = [(store_url, sweep_id, seed) for seed in range(WORKERS)]
+    reports = claimers.starmap_async(claim_loop, tasks, chunksize=1).get(timeout=300)
+    claims = dict(reports)
+    assert len(claims) == WORKERS, "four distinct worker processes"
     every = [run_id for claimed in claims.values() for run_id in claimed]
     assert sorted(every) == sorted(ids), "a run was claimed twice or lost"
     assert all(claims.values()), "every worker claimed at least one run"

@@ -13,9 +13,7 @@ from hbfp_dse.experiments.spec import expand, load_sweep, parse_sweep
 BASE = "base: {model: mlp, dataset: mnist-5k, epochs: 3, device: cpu}\n"
 
 SWEEP = (
-    "name: spec-test\n"
-    + BASE
-    + "baselines: [fp32, bf16, booster]\n"
+    "name: spec-test\n" + BASE + "baselines: [fp32, bf16, booster]\n"
     "grid:\n"
     "  mantissa_bits: [3, 4]\n"
     "  block_size: [16, 64]\n"

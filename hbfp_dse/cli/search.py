@@ -7,6 +7,7 @@ import warnings
 from pathlib import Path
 from typing import Annotated
 
+import optuna
 import typer
 
 from ..errors import UserError
@@ -52,6 +53,7 @@ def search(
     Every trial is also a run of the sweep in the store, so 'report' and 'best' include it.
     Rerunning the same command resumes the study; several processes (or machines sharing a
     PostgreSQL --db) can work on one study."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # our progress bars say it better
     target = parse_target(target_acc)
     spec, text = load_sweep(file)
     if spec.search is None:

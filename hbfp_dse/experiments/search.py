@@ -32,12 +32,15 @@ from __future__ import annotations
 
 import fnmatch
 import math
+import random
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 import optuna
+from optuna.distributions import BaseDistribution, CategoricalDistribution
+from optuna.search_space import intersection_search_space
 from optuna.trial import FrozenTrial, TrialState
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -420,8 +423,94 @@ def create_study(
 
 def _sampler(space: SearchSpace) -> optuna.samplers.BaseSampler:
     if space.sampler == "tpe":
-        return optuna.samplers.TPESampler(seed=space.seed)
-    return optuna.samplers.NSGAIISampler(seed=space.seed, population_size=space.population_size)
+        base: optuna.samplers.BaseSampler = optuna.samplers.TPESampler(seed=space.seed)
+    else:
+        base = optuna.samplers.NSGAIISampler(seed=space.seed, population_size=space.population_size)
+    return NoRepeatSampler(base, seed=space.seed)
+
+
+class NoRepeatSampler(optuna.samplers.BaseSampler):
+    """``base`` with its proposals redrawn while they repeat an evaluated or running point.
+
+    The space is small and categorical and a trial's result is (up to training noise) fixed by
+    its point, so a repeat would spend a training run to learn nothing; TPE, left alone,
+    proposes its incumbent again most of the time. The wrapper draws whole points: ``base``'s
+    joint proposal, completed by ``base``'s independent sampling (TPE's random start-up, the
+    first NSGA-II generation). After ``retries`` repeats it draws points uniformly; a repeat
+    that still gets through is skipped by :func:`run_search`.
+    """
+
+    def __init__(self, base: optuna.samplers.BaseSampler, seed: int, retries: int = 20) -> None:
+        self.base = base
+        self.retries = retries
+        self._rng = random.Random(seed)
+
+    def infer_relative_search_space(
+        self, study: optuna.Study, trial: FrozenTrial
+    ) -> dict[str, BaseDistribution]:
+        # No parameter is conditional, so every evaluated trial has the whole space.
+        evaluated = study.get_trials(deepcopy=False, states=_EVALUATED)
+        return intersection_search_space(evaluated) if evaluated else {}
+
+    def sample_relative(
+        self, study: optuna.Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
+    ) -> dict[str, Any]:
+        if not search_space:
+            return {}
+        tried = _tried_points(study)
+        base_space = self.base.infer_relative_search_space(study, trial)
+        for _ in range(self.retries):
+            params = self.base.sample_relative(study, trial, base_space)
+            for name, dist in search_space.items():
+                if name not in params:
+                    params[name] = self.base.sample_independent(study, trial, name, dist)
+            if _point(params) not in tried:
+                return params
+        for _ in range(self.retries):
+            params = {name: _uniform(dist, self._rng) for name, dist in search_space.items()}
+            if _point(params) not in tried:
+                break
+        return params
+
+    def sample_independent(
+        self,
+        study: optuna.Study,
+        trial: FrozenTrial,
+        param_name: str,
+        param_distribution: BaseDistribution,
+    ) -> Any:
+        return self.base.sample_independent(study, trial, param_name, param_distribution)
+
+    def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        self.base.before_trial(study, trial)
+
+    def after_trial(
+        self,
+        study: optuna.Study,
+        trial: FrozenTrial,
+        state: TrialState,
+        values: Sequence[float] | None,
+    ) -> None:
+        self.base.after_trial(study, trial, state, values)
+
+    def reseed_rng(self) -> None:
+        self.base.reseed_rng()
+        self._rng.seed()
+
+
+def _uniform(dist: BaseDistribution, rng: random.Random) -> Any:
+    if not isinstance(dist, CategoricalDistribution):
+        raise TypeError(f"search parameters are categorical, not {type(dist).__name__}")
+    return dist.to_external_repr(rng.randrange(len(dist.choices)))
+
+
+def _point(params: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
+    return tuple(sorted(params.items(), key=lambda item: item[0]))
+
+
+def _tried_points(study: optuna.Study) -> set[tuple[tuple[str, Any], ...]]:
+    trials = study.get_trials(deepcopy=False, states=(*_EVALUATED, TrialState.RUNNING))
+    return {_point(t.params) for t in trials if t.params}
 
 
 def _storage(url: str | None) -> optuna.storages.BaseStorage | None:
@@ -545,11 +634,11 @@ def run_search(
 
 
 def _skip_repeat(trial: optuna.Trial) -> None:
-    """Raise TrialPruned where the trial repeats a finished or running one: the objective is
-    deterministic up to training noise, so a repeat would only spend a training run. Counted
-    among TPE's worse trials, repeats also push it away from points it keeps proposing."""
+    """Raise TrialPruned where the trial repeats an evaluated or running one (rare: see
+    :class:`NoRepeatSampler`); the budget does not count it."""
+    point = _point(trial.params)
     for other in trial.study.get_trials(deepcopy=False, states=(*_EVALUATED, TrialState.RUNNING)):
-        if other.number != trial.number and other.params == trial.params:
+        if other.number != trial.number and _point(other.params) == point:
             trial.set_user_attr("repeats", other.number)
             raise optuna.TrialPruned(f"repeats trial {other.number}")
 

@@ -120,8 +120,13 @@ class _StoreObjective:
 
 
 def prepare(store: Store, job: SearchJob) -> int:
-    """Register the sweep (without its grid runs) so that trials can be stored under it."""
+    """Check the data, create or check the study, and register the sweep (without its grid
+    runs) so that trials can be stored under it. The study is made here, once, because
+    processes that create Optuna's tables at the same time collide."""
+    if job.spec.search is None:
+        raise UserError(f"sweep {job.spec.name!r} has no 'search:' section")
     DATA_CACHE.get(job.spec.base)  # a missing dataset stops us before anything is written
+    create_study(store.url, job.study_name, job.spec.search, job.target)
     sweep_id, _ = store.register(job.spec.name, job.spec_yaml, provenance(job.source), [])
     return sweep_id
 
@@ -140,6 +145,7 @@ def search_worker(
 def _search_process(
     url: str, sweep_id: int, job: SearchJob, options: WorkerOptions, events: Any
 ) -> None:
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # the parent shows progress
     store = Store(url, create=False)
     try:
         search_worker(store, sweep_id, job, options, events.put)

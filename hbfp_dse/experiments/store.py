@@ -51,7 +51,7 @@ from sqlalchemy.orm import (
 from ..errors import UserError
 from ..training.trainer import EpochRecord
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: search_target moved from hbfp_sweeps to hbfp_runs
 PREFIX = "hbfp_"
 DEFAULT_URL = "sqlite:///results.db"
 ENV_URL = "HBFP_DSE_DB"
@@ -238,6 +238,7 @@ class Store:
                     f"hbfp-dse reads version {SCHEMA_VERSION}: use a new --db or the "
                     "matching hbfp-dse release"
                 )
+            self._use_wal()
             return
         foreign = tables - OPTUNA_TABLES
         if foreign:
@@ -248,6 +249,7 @@ class Store:
         if not create:
             raise UserError(f"{self.safe_url} holds no hbfp-dse results yet")
         try:
+            self._use_wal()
             Base.metadata.create_all(self.engine)
             with Session(self.engine) as session, session.begin():
                 session.merge(Meta(key="application", value="hbfp-dse"))
@@ -256,6 +258,11 @@ class Store:
             raise UserError(
                 f"cannot create tables in {self.safe_url}: {_first_line(err)}"
             ) from None
+
+    def _use_wal(self) -> None:
+        if self.is_sqlite:
+            with self.engine.connect() as connection:
+                connection.exec_driver_sql("PRAGMA journal_mode=WAL").scalar()
 
     @contextmanager
     def session(self) -> Iterator[Session]:
@@ -409,7 +416,7 @@ class Store:
                     Run.status == "running",
                     Run.worker.like(f"{host}:%"),
                 )
-            ).tuples()
+            ).all()
             dead = [(run_id, worker) for run_id, worker in held if not _alive(worker)]
         for run_id, worker in dead:
             self.interrupt(run_id, worker)
@@ -493,8 +500,9 @@ class Store:
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # Per connection, and writing nothing: WAL (a property of the file) is set by Store only
+    # once the database is known to be ours, never on someone else's.
     cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA busy_timeout=60000")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()

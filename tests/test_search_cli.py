@@ -1,0 +1,141 @@
+"""``hbfp-dse search`` end to end on a tiny real configuration: trials train and land in the
+store, the study resumes, ``report`` and ``best`` see the searched schedules, and several
+processes share one study on PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from pathlib import Path
+
+import optuna
+import pytest
+from typer.testing import CliRunner
+
+from hbfp_dse.cli.app import app
+from hbfp_dse.experiments.store import Store
+
+TINY = """
+name: {name}
+base: {{model: mlp, dataset: mnist-5k, epochs: 2, train_size: 192, test_size: 96,
+        batch_size: 64}}
+baselines: [hbfp8]
+search:
+  first: {{mantissa_bits: [6, 8]}}
+  middle: {{mantissa_bits: [4, 8]}}
+  last: {{mantissa_bits: [6, 8]}}
+  boost_last_epochs: [0, 1]
+  trials: 4
+  seed: 0
+"""
+
+
+@pytest.fixture(autouse=True)
+def _eager_quantizer(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Compiling the quantizer costs more than these tiny runs; it has its own tests.
+    monkeypatch.setenv("HBFP_DSE_COMPILE", "0")
+
+
+def _sweep_file(tmp_path: Path, name: str = "tiny") -> Path:
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(TINY.format(name=name))
+    return path
+
+
+def _invoke(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(app, list(args))
+    return result.exit_code, result.output
+
+
+def test_search_trains_trials_into_the_store_and_resumes(tmp_path: Path) -> None:
+    file, db = _sweep_file(tmp_path), f"sqlite:///{tmp_path / 'r.db'}"
+    code, out = _invoke(
+        "search", str(file), "--target-acc", "0.2", "--trials", "3", "--db", db, "--format", "json"
+    )
+    assert code == 0, out
+    first = json.loads(out[out.index("{") :])
+    assert first["trials"] == 3
+    assert first["best"]["accuracy"] >= 0.2
+    study = optuna.load_study(study_name="tiny@0.2", storage=db)
+    # The anchors (hbfp8 and booster here; hbfp6 is not in the space) come first.
+    assert [t.user_attrs.get("anchor") for t in study.trials[:2]] == ["hbfp8", "booster"]
+
+    code, out = _invoke(
+        "search", str(file), "--target-acc", "20", "--trials", "4", "--db", db, "--format", "json"
+    )
+    assert code == 0, out
+    assert json.loads(out[out.index("{") :])["trials"] == 4  # resumed: one more trial
+
+    runs = Store(db, create=False).runs("tiny")
+    searched = [r for r in runs if r.kind == "search"]
+    assert sorted(r.trial_number for r in searched) == [0, 1, 2, 3]
+    assert all(r.status in ("done", "pruned") and r.search_target == 0.2 for r in searched)
+
+    code, out = _invoke("report", "--db", db, "--format", "json", "--plot", str(tmp_path / "h.png"))
+    assert code == 0, out
+    report = json.loads(out[out.index("{") :])
+    assert {r["kind"] for r in report["runs"]} == {"search"}
+    assert (tmp_path / "h.png").stat().st_size > 0
+
+    best_trial = max(
+        (r for r in searched if r.status == "done" and r.final_acc >= 0.2),
+        key=lambda r: r.density,
+    )
+    code, out = _invoke("best", "--db", db, "--target-acc", "0.2", "--format", "json")
+    assert code == 0, out
+    assert json.loads(out)["density"] == pytest.approx(best_trial.density)
+
+
+def test_search_without_a_search_section_is_a_clear_error(tmp_path: Path) -> None:
+    file = tmp_path / "plain.yaml"
+    file.write_text("name: plain\nbaselines: [fp32]\n")
+    db = tmp_path / "r.db"
+    code, out = _invoke("search", str(file), "--target-acc", "0.9", "--db", f"sqlite:///{db}")
+    assert code == 2
+    assert "no 'search:' section" in out and "Traceback" not in out
+    assert not db.exists()
+
+
+@pytest.mark.parametrize("target", ["0", "101", "-3"])
+def test_search_rejects_targets_outside_the_range(tmp_path: Path, target: str) -> None:
+    db = tmp_path / "r.db"
+    code, out = _invoke(
+        "search", str(_sweep_file(tmp_path)), "--target-acc", target, "--db", f"sqlite:///{db}"
+    )
+    assert code == 2
+    assert "outside (0, 100]" in out
+    assert not db.exists()
+
+
+@pytest.mark.slow
+def test_two_processes_share_one_study_on_postgresql(tmp_path: Path) -> None:
+    url = os.environ.get("HBFP_DSE_TEST_PG_URL")
+    if not url:
+        if os.environ.get("CI"):
+            pytest.fail("CI must run the PostgreSQL tests: HBFP_DSE_TEST_PG_URL is unset")
+        pytest.skip("HBFP_DSE_TEST_PG_URL is unset")
+    name = f"pg-{uuid.uuid4().hex[:8]}"
+    code, out = _invoke(
+        "search",
+        str(_sweep_file(tmp_path, name)),
+        "--target-acc",
+        "0.2",
+        "--trials",
+        "4",
+        "--workers",
+        "2",
+        "--db",
+        url,
+        "--checkpoint-dir",
+        str(tmp_path / "ck"),
+    )
+    assert code == 0, out
+    study = optuna.load_study(study_name=f"{name}@0.2", storage=url)
+    finished = [t for t in study.trials if t.state.is_finished()]
+    assert len([t for t in finished if t.state == optuna.trial.TrialState.COMPLETE]) >= 4
+    runs = [r for r in Store(url, create=False).runs(name) if r.kind == "search"]
+    numbers = [r.trial_number for r in runs]
+    assert len(numbers) == len(set(numbers))  # each trial trained once
+    assert all(r.status in ("done", "pruned") for r in runs)
+    optuna.delete_study(study_name=f"{name}@0.2", storage=url)
