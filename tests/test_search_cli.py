@@ -93,7 +93,8 @@ def test_search_without_a_search_section_is_a_clear_error(tmp_path: Path) -> Non
     db = tmp_path / "r.db"
     code, out = _invoke("search", str(file), "--target-acc", "0.9", "--db", f"sqlite:///{db}")
     assert code == 2
-    assert "no 'search:' section" in out and "Traceback" not in out
+    assert "no 'search:' section" in out
+    assert "Traceback" not in out
     assert not db.exists()
 
 
