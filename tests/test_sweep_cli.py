@@ -364,8 +364,10 @@ def test_a_failed_run_is_recorded_and_the_sweep_goes_on(
         return real_train(config, **kwargs)
 
     monkeypatch.setattr(runner_module, "train", flaky_train)
-    result = ok("sweep", file, "--db", sqlite_url(db))
+    result = invoke("sweep", file, "--db", sqlite_url(db))
+    assert result.exit_code == 1, result.output  # the sweep went on, then says it failed
     assert "done 2, failed 1" in result.stdout
+    assert "1 run(s) failed" in result.output
     assert trained == ["fp32", "hbfp8", "bf16"]
     runs = {r.label: r for r in stored_runs(db)}
     assert runs["hbfp8"].status == "failed"
@@ -379,7 +381,7 @@ def test_a_failed_run_is_recorded_and_the_sweep_goes_on(
     assert "boom" in failed["error"]
 
     # A failed run stays failed on a plain rerun...
-    ok("sweep", file, "--db", sqlite_url(db))
+    assert invoke("sweep", file, "--db", sqlite_url(db)).exit_code == 1
     assert trained == ["fp32", "hbfp8", "bf16"]
     assert {r.label: r.status for r in stored_runs(db)}["hbfp8"] == "failed"
     # ... and --retry-failed runs it again.

@@ -167,13 +167,15 @@ def sweep(
     finally:
         signal.signal(signal.SIGTERM, previous)
     counts = store.status_counts(sweep_id)
-    console.print(
-        f"sweep {spec.name}: "
-        + ", ".join(f"{status} {n}" for status, n in sorted(counts.items()))
-        + ". See 'hbfp-dse report --sweep "
-        + spec.name
-        + "'."
-    )
+    summary = ", ".join(f"{status} {n}" for status, n in sorted(counts.items()))
+    console.print(f"sweep {spec.name}: {summary}. See 'hbfp-dse report --sweep {spec.name}'.")
+    if counts.get("failed"):
+        # The error texts are in the store; a failed run is a bug or a broken environment.
+        err_console.print(
+            f"{counts['failed']} run(s) failed: 'hbfp-dse report --sweep {spec.name} "
+            "--format json' shows their errors; --retry-failed runs them again"
+        )
+        raise typer.Exit(1)
 
 
 def check_device(device: str) -> None:
