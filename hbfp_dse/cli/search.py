@@ -84,12 +84,14 @@ def search(
         signal.signal(signal.SIGTERM, previous)
     best = best_feasible_trial(found)
     history = search_history(found)
+    # Skipped repeats and failures are finished trials too; only evaluated ones count.
+    evaluated = sum(t.state == optuna.trial.TrialState.COMPLETE for t in found.trials)
     if output is OutputFormat.json:
         print_json(
             {
                 "study": job.study_name,
                 "target": target,
-                "trials": len(history),
+                "trials": evaluated,
                 "best": None
                 if best is None
                 else {
@@ -106,7 +108,7 @@ def search(
         console.print(f"no trial of {job.study_name} reached {target:.2%} yet")
     else:
         console.print(
-            f"best of {len(history)} trials: trial {best.number}, accuracy "
+            f"best of {evaluated} evaluated trials: trial {best.number}, accuracy "
             f"{best.user_attrs['accuracy']:.2%}, density {best.user_attrs['density']:.2f}x FP32\n"
             f"see 'hbfp-dse best --sweep {spec.name} --target-acc {target:g}' and "
             f"'hbfp-dse report --sweep {spec.name} --plot search.png'"
