@@ -66,6 +66,18 @@ def test_duplicate_configurations_are_kept_once() -> None:
     ]
 
 
+def test_a_uniform_grid_point_is_the_same_run_as_its_baseline() -> None:
+    spec = parse_sweep(
+        "name: same\n" + BASE + "baselines: [hbfp4]\n"
+        "grid: {mantissa_bits: [4], block_size: [64], layers: [all, boost_ends]}\n"
+    )
+    runs = expand(spec)
+    assert [(r.label, r.kind) for r in runs] == [
+        ("hbfp4", "baseline"),
+        ("hbfp4 boost-ends:hbfp6", "grid"),
+    ]
+
+
 def test_run_hash_is_stable_and_ignores_key_order_and_device() -> None:
     first = [r.run_hash for r in expand(parse_sweep(SWEEP))]
     assert first == [r.run_hash for r in expand(parse_sweep(SWEEP))]

@@ -144,14 +144,20 @@ def hbfp_name(mantissa_bits: int, block_size: int, scaling: Scaling) -> str:
     return parse_format(name).name
 
 
-def grid_schedule(fmt: str, layers: LayerPlan, boost_last: int, boost_format: str) -> list:
+def grid_schedule(
+    fmt: str, layers: LayerPlan, boost_last: int, boost_format: str
+) -> ScheduleConfig:
+    """A grid point's schedule; a uniform one is written as the ``format`` a baseline uses,
+    so that the same run reached both ways has one identity."""
+    if layers == "all" and not boost_last:
+        return ScheduleConfig(format=fmt)
     rules = [RuleConfig(format=fmt)]
     if layers != "all":
         ends = boost_format if layers == "boost_ends" else "fp32"
         rules.append(RuleConfig(format=ends, layers=["first", "last"]))
     if boost_last:
         rules.append(RuleConfig(format=boost_format, epochs=[f"-{boost_last}:"]))
-    return rules
+    return ScheduleConfig(rules=rules)
 
 
 def _grid_runs(spec: SweepSpec) -> list[tuple[str, dict[str, Any]]]:
@@ -176,7 +182,7 @@ def _grid_runs(spec: SweepSpec) -> list[tuple[str, dict[str, Any]]]:
         if rounding.label != "nearest":
             parts.append(rounding.label)
         update = {
-            "schedule": ScheduleConfig(rules=grid_schedule(fmt, layers, boost, grid.boost_format)),
+            "schedule": grid_schedule(fmt, layers, boost, grid.boost_format),
             "forward_rounding": rounding.forward,
             "backward_rounding": rounding.backward,
         }
