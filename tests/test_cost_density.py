@@ -6,6 +6,7 @@ from importlib import resources
 
 import pytest
 import torch
+from test_cost_macs import small_cnn
 from torch import nn
 from torch.nn import functional
 
@@ -26,18 +27,7 @@ CNN_EPOCH = 2 * CONV1 + 3 * CONV2 + 3 * FC  # 2,982,336
 
 @pytest.fixture(scope="module")
 def cnn_layers():
-    model = nn.Sequential(
-        nn.Conv2d(1, 16, 3, padding=1, bias=False),
-        nn.BatchNorm2d(16),
-        nn.ReLU(),
-        nn.MaxPool2d(2),
-        nn.Conv2d(16, 32, 3, padding=1, bias=False),
-        nn.BatchNorm2d(32),
-        nn.ReLU(),
-        nn.MaxPool2d(2),
-        nn.Flatten(),
-        nn.Linear(32 * 7 * 7, 10),
-    )
+    model = small_cnn()
     return count_macs(model, (1, 28, 28))
 
 

@@ -28,8 +28,15 @@ from ..cost.areas import UnitAreas
 from ..cost.plan import config_cost
 from ..errors import UserError
 from ..training.config import TrainConfig
-from ..training.data import DatasetPair, load_dataset
-from ..training.trainer import Callback, EpochRecord, RunResult, resolve_device, train
+from ..training.data import DatasetPair
+from ..training.trainer import (
+    Callback,
+    EpochRecord,
+    RunResult,
+    load_config_data,
+    resolve_device,
+    train,
+)
 from .spec import PlannedRun, SweepSpec, expand
 from .store import Run, Store, sqlite_path, worker_name
 
@@ -136,24 +143,10 @@ class _DataCache:
         self._cache: dict[tuple[Any, ...], DatasetPair] = {}
 
     def get(self, config: TrainConfig) -> DatasetPair:
-        key = (
-            config.dataset,
-            config.data_dir,
-            config.download,
-            config.train_size,
-            config.test_size,
-            config.split_seed,
-        )
+        key = config.data_key()
         if key not in self._cache:
             self._cache.clear()
-            self._cache[key] = load_dataset(
-                config.dataset,
-                root=config.data_dir,
-                download=config.download,
-                train_size=config.train_size,
-                test_size=config.test_size,
-                split_seed=config.split_seed,
-            )
+            self._cache[key] = load_config_data(config)
         return self._cache[key]
 
 

@@ -115,6 +115,17 @@ class TrainConfig(_Strict):
     deterministic: bool = False
     channels_last: bool = False
 
+    def data_key(self) -> tuple[Any, ...]:
+        """The fields that decide which data a run sees (runs sharing it share one load)."""
+        return (
+            self.dataset,
+            self.data_dir,
+            self.download,
+            self.train_size,
+            self.test_size,
+            self.split_seed,
+        )
+
     @field_validator("weight_storage")
     @classmethod
     def _storage_format(cls, value: str | None) -> str | None:

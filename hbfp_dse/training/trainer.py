@@ -103,18 +103,23 @@ class _Run:
     history: list[EpochRecord] = field(default_factory=list)
 
 
+def load_config_data(config: TrainConfig) -> DatasetPair:
+    dataset, root, download, train_size, test_size, split_seed = config.data_key()
+    return load_dataset(
+        dataset,
+        root=root,
+        download=download,
+        train_size=train_size,
+        test_size=test_size,
+        split_seed=split_seed,
+    )
+
+
 def build_run(config: TrainConfig, data: DatasetPair | None = None) -> _Run:
     device = resolve_device(config.device)
     seed_everything(config.seed)
     if data is None:
-        data = load_dataset(
-            config.dataset,
-            root=config.data_dir,
-            download=config.download,
-            train_size=config.train_size,
-            test_size=config.test_size,
-            split_seed=config.split_seed,
-        )
+        data = load_config_data(config)
     info = data.info
     model = build_model(config.model, info.num_classes, info.in_channels, info.image_size)
     quant_generator = torch.Generator(device=device).manual_seed(config.seed + 1)
