@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Annotated
 
+import torch
 import typer
 
 from ..emulation.spec import BLOCKINGS
@@ -27,31 +28,49 @@ def bench(
         "reduction"
     ),
     device: Annotated[str, typer.Option("--device")] = "auto",
-    channels_last: Annotated[bool, typer.Option("--channels-last/--contiguous")] = False,
+    channels_last: Annotated[
+        bool,
+        typer.Option(
+            "--channels-last/--contiguous",
+            help="Memory format of both models (channels-last: the faster on CPU).",
+        ),
+    ] = True,
+    threads: Annotated[
+        int | None,
+        typer.Option("--threads", min=1, help="CPU threads of both (default: torch's, all cores)."),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object.")] = False,
 ) -> None:
     """Time FP32 and emulated training steps in one process and print their ratio."""
     if blocking not in BLOCKINGS:
         raise UserError(f"--blocking must be one of {', '.join(BLOCKINGS)}, got {blocking!r}")
     name = parse_format(fmt).name
-    with console.status(f"timing {model} steps (warm-up compiles the quantizer)..."):
-        result = benchmark_steps(
-            model,
-            name,
-            batch_size=batch_size,
-            steps=steps,
-            warmup=warmup,
-            blocking=blocking,
-            device=device,
-            channels_last=channels_last,
-        )
+    default_threads = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        with console.status(f"timing {model} steps (warm-up compiles the quantizer)..."):
+            result = benchmark_steps(
+                model,
+                name,
+                batch_size=batch_size,
+                steps=steps,
+                warmup=warmup,
+                blocking=blocking,
+                device=device,
+                channels_last=channels_last,
+            )
+    finally:
+        torch.set_num_threads(default_threads)  # --threads holds for this command only
     if as_json:
         print_json({**asdict(result), "ratio": result.ratio})
         return
+    width = max(len("fp32 step"), len(name) + len(" step"))
     console.print(
         f"{model}, batch {batch_size}, {result.device} ({result.threads} threads), "
         f"{'channels-last' if channels_last else 'contiguous'}; median of {steps} steps each\n"
-        f"  fp32 step      {result.fp32_step_s * 1e3:9.1f} ms\n"
-        f"  {name} step {result.emulated_step_s * 1e3:9.1f} ms  ({blocking} blocking)\n"
-        f"  ratio          [bold]{result.ratio:9.3f}[/]"
+        f"  {'fp32 step':<{width}} {result.fp32_step_s * 1e3:9.1f} ms\n"
+        f"  {name + ' step':<{width}} {result.emulated_step_s * 1e3:9.1f} ms"
+        f"  ({blocking} blocking)\n"
+        f"  {'ratio':<{width}} [bold]{result.ratio:9.3f}[/]"
     )

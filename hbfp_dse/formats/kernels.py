@@ -1,9 +1,9 @@
 """Pure-torch quantization kernels.
 
 Every function here is written so that ``torch.compile`` fuses it into one pass and
-gives the same bits as eager execution: exponents come from ``frexp`` of block maxima,
-scales are exact powers of two built from float bits, and nearest rounding adds and
-subtracts 1.5 * 2**23 (round-half-to-even in FP32 for |v| < 2**22) after the clamp.
+gives the same bits as eager execution: exponents of block maxima come from their float
+bits (no ``frexp``, which compiles to a scalar loop), scales are exact powers of two built
+from float bits, and nearest rounding is ``torch.round`` (half to even) after the clamp.
 Format parameters arrive as Python ints so that the compiler specialises on them.
 """
 
@@ -15,8 +15,9 @@ from torch import Tensor
 
 from .spec import ElementSpec
 
-_RNE_MAGIC = 12582912.0  # 1.5 * 2**23
 _INF = float("inf")
+_MIN_NORMAL = 2.0**-126
+_EXP_FIELD = 23  # an FP32 exponent field starts at bit 23 (bias 127)
 # Smallest exponent an FP32 power of two can take (the least subnormal, 2**-149).
 FP32_MIN_POW2 = -149
 
@@ -29,8 +30,17 @@ def pow2(exponent: Tensor) -> Tensor:
 
 
 def floor_log2(magnitude: Tensor) -> Tensor:
-    """``floor(log2(m))`` for m > 0 as int32 (frexp is exact for subnormals too)."""
-    return torch.frexp(magnitude).exponent - 1
+    """``floor(log2(m))`` for finite m > 0 as int32, exact for subnormals too; -1 for m = 0
+    (``frexp(m).exponent - 1`` in all these cases).
+
+    Read from the exponent field; a subnormal is first scaled by 2**64 (exactly) into the
+    normal range.
+    """
+    tiny = magnitude < _MIN_NORMAL
+    normal = torch.where(tiny, magnitude * 2.0**64, magnitude)
+    exponent = (normal.view(torch.int32) >> _EXP_FIELD) - 127
+    exponent = torch.where(tiny, exponent - 64, exponent)
+    return torch.where(magnitude == 0, -1, exponent)
 
 
 def round_integer(v: Tensor, lo: float, hi: float, noise: Tensor | None) -> Tensor:
@@ -38,20 +48,25 @@ def round_integer(v: Tensor, lo: float, hi: float, noise: Tensor | None) -> Tens
 
     Stochastic rounding compares the uniform noise with the fractional part, which is
     exact, instead of ``floor(v + u)`` whose FP32 addition can itself round up.
-    A zero result keeps the sign of ``v`` (as an IEEE cast does): the magic-number
-    addition and ``-1 + 1`` would otherwise turn ``-0.3`` into ``+0.0``.
+    A zero result keeps the sign of ``v`` (as an IEEE cast does): ``torch.round`` does so
+    itself (one vector instruction when compiled); in stochastic rounding ``-1 + 1`` would
+    otherwise turn ``-0.3`` into ``+0.0``.
     """
     if noise is None:
-        q = (v.clamp(lo, hi) + _RNE_MAGIC) - _RNE_MAGIC
-    else:
-        low = torch.floor(v)
-        q = (low + (noise < v - low).to(v.dtype)).clamp(lo, hi)
+        return torch.round(v.clamp(lo, hi))
+    low = torch.floor(v)
+    q = (low + (noise < v - low).to(v.dtype)).clamp(lo, hi)
     return torch.copysign(q, v)
 
 
 def to_blocks(x: Tensor, block: int) -> Tensor:
     """Split dim 1 of a contiguous [outer, L, inner] tensor into blocks of ``block``:
-    [outer, L / block, block, inner], zero-padding the last block (zeros move no maximum)."""
+    [outer, L / block, block, inner], zero-padding the last block (zeros move no maximum).
+
+    A 4-D ``x`` is already blocked by the caller and is returned as it is.
+    """
+    if x.dim() == 4:
+        return x
     outer, length, inner = x.shape
     pad = -length % block
     if pad:
@@ -59,8 +74,12 @@ def to_blocks(x: Tensor, block: int) -> Tensor:
     return x.reshape(outer, -1, block, inner)
 
 
-def from_blocks(blocks: Tensor, length: int) -> Tensor:
+def from_blocks(blocks: Tensor, x: Tensor) -> Tensor:
+    """The blocked result of a kernel in the shape of its input ``x``."""
+    if x.dim() == 4:
+        return blocks
     outer, _, _, inner = blocks.shape
+    length = x.shape[1]
     # Contiguous, so that the caller's reshape and permutation are views.
     return blocks.reshape(outer, -1, inner)[:, :length].contiguous()
 
@@ -82,15 +101,41 @@ def hbfp(
     sub_block_size: int | None,
     micro_range: int,
 ) -> Tensor:
-    """HBFP quantization along dim 1 of [outer, L, inner] (BRIEF §2).
+    """HBFP quantization along dim 1 of [outer, L, inner] (BRIEF §2), or of a 4-D
+    [outer, L / B, B, inner] that the caller blocked (B = ``block_size``; one block shorter
+    than B, [outer, 1, L, inner], only without sub-blocks).
 
     Non-finite elements pass through.
 
     ``exp_lo`` already includes the FP32 floor ``mantissa_bits - 151``: below it every
     FP32 value of the block lies on the block's grid, so clamping there changes nothing.
     """
+    scale = hbfp_scale(
+        x,
+        mantissa_bits=mantissa_bits,
+        block_size=block_size,
+        exp_lo=exp_lo,
+        exp_hi=exp_hi,
+        sub_block_size=sub_block_size,
+        micro_range=micro_range,
+    )
+    return hbfp_apply(x, noise, scale, mantissa_bits=mantissa_bits, block_size=block_size)
+
+
+def hbfp_scale(
+    x: Tensor,
+    *,
+    mantissa_bits: int,
+    block_size: int,
+    exp_lo: int,
+    exp_hi: int,
+    sub_block_size: int | None,
+    micro_range: int,
+) -> Tensor:
+    """The first half of ``hbfp``: the power-of-two scale of each block, [outer, L / B, 1,
+    inner] (with sub-blocks, one per element: [outer, L / B, B, inner])."""
     blocks = to_blocks(x, block_size)
-    magnitude, finite = _finite_abs(blocks)
+    magnitude, _ = _finite_abs(blocks)
     exponent = floor_log2(magnitude.amax(2, keepdim=True)).clamp(exp_lo, exp_hi)
     if sub_block_size is not None:
         outer, count, _, inner = blocks.shape
@@ -100,12 +145,19 @@ def hbfp(
         floor = (block_exp - micro_range).clamp(min=FP32_MIN_POW2 + mantissa_bits - 2)
         exponent = torch.maximum(floor_log2(sub_max), floor).minimum(block_exp)
         exponent = exponent.expand(shape).reshape(blocks.shape)
-    scale = pow2(exponent - (mantissa_bits - 2))
+    return pow2(exponent - (mantissa_bits - 2))
+
+
+def hbfp_apply(
+    x: Tensor, noise: Tensor | None, scale: Tensor, *, mantissa_bits: int, block_size: int
+) -> Tensor:
+    """The second half of ``hbfp``: round every element on its block's ``scale``."""
+    blocks = to_blocks(x, block_size)
     limit = float((1 << (mantissa_bits - 1)) - 1)
     if noise is not None:
         noise = to_blocks(noise, block_size)
     q = round_integer(blocks / scale, -limit, limit, noise) * scale
-    return from_blocks(torch.where(finite, q, blocks), x.shape[1])
+    return from_blocks(torch.where(blocks.abs() < _INF, q, blocks), x)
 
 
 def element(v: Tensor, noise: Tensor | None, spec: ElementSpec, saturate: bool) -> Tensor:
@@ -142,8 +194,8 @@ def minifloat(x: Tensor, noise: Tensor | None, *, spec: ElementSpec) -> Tensor:
 
 
 def mx(x: Tensor, noise: Tensor | None, *, spec: ElementSpec, block_size: int) -> Tensor:
-    """OCP MX v1.0 along dim 1 of [outer, L, inner]: an E8M0 scale per block, elements cast
-    with saturation.
+    """OCP MX v1.0 along dim 1 of [outer, L, inner] (or pre-blocked 4-D, as for ``hbfp``):
+    an E8M0 scale per block, elements cast with saturation.
 
     A block holding NaN or Inf has a NaN scale, so the whole block decodes to NaN.
     """
@@ -155,4 +207,4 @@ def mx(x: Tensor, noise: Tensor | None, *, spec: ElementSpec, block_size: int) -
     if noise is not None:
         noise = to_blocks(noise, block_size)
     q = element(torch.where(finite, blocks, 0.0) / scale, noise, spec, saturate=True) * scale
-    return from_blocks(torch.where(all_finite, q, float("nan")), x.shape[1])
+    return from_blocks(torch.where(all_finite, q, float("nan")), x)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import functools
 import logging
-import math
 import os
+import types
 from collections.abc import Callable
 from typing import Literal
 
@@ -65,7 +65,7 @@ def quantize(
     x = x.permute(order)
     dim = order.index(dim)
     shape = x.shape
-    x3 = x.reshape(math.prod(shape[:dim]), shape[dim], math.prod(shape[dim + 1 :]))
+    x3 = x.reshape(_blocked_view(fmt, shape[:dim].numel(), shape[dim], shape[dim + 1 :].numel()))
     if noise is not None:
         noise = noise.permute(order).reshape(x3.shape)
     with torch.no_grad():
@@ -82,6 +82,24 @@ def _run(fmt: Format, backend: Backend, x: Tensor, noise: Tensor | None) -> Tens
             if backend == "compiled":
                 raise
     return _kernel(fmt)(x, noise)
+
+
+def _blocked_view(fmt: Format, outer: int, length: int, inner: int) -> tuple[int, ...]:
+    """[outer, L, inner], or [outer, L / B, B, inner] when blocks of B tile L exactly (one
+    shorter block when L < B, for single-level formats): a view that the kernel returns in
+    its own shape. Within a compiled kernel, a view between these two shapes would cost a
+    copy, since the compiler cannot prove that B divides a dynamic L.
+    """
+    single_level = isinstance(fmt, MXFormat) or (
+        isinstance(fmt, HBFPFormat) and fmt.sub_block_size is None
+    )
+    if single_level:
+        block = fmt.block_size
+        if length < block:
+            return (outer, 1, length, inner)
+        if length % block == 0:
+            return (outer, length // block, block, inner)
+    return (outer, length, inner)
 
 
 def _dense_order(x: Tensor) -> list[int]:
@@ -119,19 +137,22 @@ def _disable_compile(err: Exception) -> None:
 @functools.cache
 def _kernel(fmt: Format) -> Kernel:
     if isinstance(fmt, HBFPFormat):
-        lo, hi = fmt.exponent_range
-        return functools.partial(
-            kernels.hbfp,
-            mantissa_bits=fmt.mantissa_bits,
-            block_size=fmt.block_size,
-            exp_lo=max(lo, kernels.FP32_MIN_POW2 + fmt.mantissa_bits - 2),
-            exp_hi=hi,
-            sub_block_size=fmt.sub_block_size,
-            micro_range=(1 << fmt.micro_exp_bits) - 1,
-        )
+        return functools.partial(kernels.hbfp, **_hbfp_parameters(fmt))
     if isinstance(fmt, MXFormat):
         return functools.partial(kernels.mx, spec=fmt.element, block_size=fmt.block_size)
     return functools.partial(kernels.minifloat, spec=fmt.element)
+
+
+def _hbfp_parameters(fmt: HBFPFormat) -> dict[str, int | None]:
+    lo, hi = fmt.exponent_range
+    return {
+        "mantissa_bits": fmt.mantissa_bits,
+        "block_size": fmt.block_size,
+        "exp_lo": max(lo, kernels.FP32_MIN_POW2 + fmt.mantissa_bits - 2),
+        "exp_hi": hi,
+        "sub_block_size": fmt.sub_block_size,
+        "micro_range": (1 << fmt.micro_exp_bits) - 1,
+    }
 
 
 @functools.cache
@@ -139,4 +160,57 @@ def _compiled(fmt: Format) -> Kernel:
     from torch._dynamo import config as dynamo_config
 
     dynamo_config.recompile_limit = max(dynamo_config.recompile_limit, _RECOMPILE_LIMIT)
-    return torch.compile(_kernel(fmt), fullgraph=True, dynamic=True)
+    _silence_cuda_home_notice()
+    if not isinstance(fmt, HBFPFormat) or fmt.sub_block_size is not None:
+        return _compile(_kernel(fmt), f"quantize_{fmt.name}")
+    # Two compiled graphs, the block scales stored in between: as one graph, the compiler
+    # redoes the scale's integer arithmetic for every element instead of once per block.
+    # Measured in ResNet-20 training steps on CPU, the two graphs are 1.5-3x as fast for
+    # blocks along a strided axis, and 1.5x for contiguous blocks too (where one graph
+    # would read the data once, but spends more on each block's short reduction).
+    parameters = _hbfp_parameters(fmt)
+    scale = _compile(
+        functools.partial(kernels.hbfp_scale, **parameters), f"quantize_{fmt.name}_scale"
+    )
+    apply = _compile(
+        functools.partial(
+            kernels.hbfp_apply, mantissa_bits=fmt.mantissa_bits, block_size=fmt.block_size
+        ),
+        f"quantize_{fmt.name}_apply",
+    )
+
+    def hbfp(x: Tensor, noise: Tensor | None) -> Tensor:
+        return apply(x, noise, scale(x))
+
+    return hbfp
+
+
+class _NoCudaHomeNotice(logging.Filter):
+    """Drops torch's "No CUDA runtime is found, using CUDA_HOME=..." warning, which a CUDA
+    build of torch logs on a machine without a GPU when compilation first imports its C++
+    extension module: noise for a CPU run, which needs no CUDA runtime."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("No CUDA runtime is found")
+
+
+def _silence_cuda_home_notice() -> None:
+    cpp_extension_log = logging.getLogger("torch.utils.cpp_extension")
+    if not any(isinstance(f, _NoCudaHomeNotice) for f in cpp_extension_log.filters):
+        cpp_extension_log.addFilter(_NoCudaHomeNotice())
+
+
+def _compile(kernel: Callable[..., Tensor], name: str) -> Callable[..., Tensor]:
+    """``torch.compile`` of ``kernel`` through a function with a code object of its own.
+
+    Compiled graphs are cached, and looked up guard by guard on every call, per code object.
+    Compiled directly, every partial shares the code of one torch wrapper, so that each call
+    would check the graphs of every format, stage and shape compiled so far.
+    """
+
+    def call(*args: Tensor | None) -> Tensor:
+        return kernel(*args)
+
+    code = call.__code__.replace(co_name=name, co_qualname=name)
+    own = types.FunctionType(code, call.__globals__, name, None, call.__closure__)
+    return torch.compile(own, fullgraph=True, dynamic=True)

@@ -51,13 +51,14 @@ def benchmark_steps(
     blocking: str = "reduction",
     device: str = "auto",
     dataset: str | None = None,
-    channels_last: bool = False,
+    channels_last: bool = True,
     seed: int = 0,
 ) -> StepBenchmark:
     """Median step times of the plain model and its emulated copy, measured alternately.
 
     Both start from the same weights, use the same memory format, threads and optimizer;
-    warm-up steps (compilation included) are not timed.
+    warm-up steps (compilation included) are not timed. Channels-last is the default: on
+    CPU it makes the FP32 step of a CNN about twice as fast (and the emulated one too).
     """
     target = resolve_device(device)
     info = DATASET_INFO[dataset or default_dataset(model)]

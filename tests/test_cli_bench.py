@@ -1,0 +1,56 @@
+"""``hbfp-dse bench``: one JSON object with both step times and their ratio (not a timed test)."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+
+import torch
+from typer.testing import CliRunner
+
+from hbfp_dse.cli.app import app
+
+quantize_module = importlib.import_module("hbfp_dse.formats.quantize")
+
+
+def test_bench_json_on_a_small_model():
+    args = ["bench", "--model", "cnn", "--format", "hbfp4_b64", "--batch-size", "8"]
+    args += ["--steps", "1", "--warmup", "1", "--threads", "1", "--json"]
+    threads = torch.get_num_threads()
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert torch.get_num_threads() == threads  # --threads holds for the command only
+    data = json.loads(result.stdout)
+    assert data["fp32_step_s"] > 0
+    assert data["emulated_step_s"] > 0
+    assert data["ratio"] == data["emulated_step_s"] / data["fp32_step_s"]
+    assert data["channels_last"] is True  # the default: the faster memory format on CPU
+    assert data["threads"] == 1
+    assert (data["format"], data["blocking"], data["steps"]) == ("hbfp4", "reduction", 1)
+
+
+def test_bench_rejects_a_bad_blocking():
+    result = CliRunner().invoke(app, ["bench", "--blocking", "rows"])
+    assert result.exit_code == 2
+    assert "--blocking must be one of reduction, reference" in result.stderr
+
+
+def test_the_cuda_home_notice_of_a_cpu_run_is_filtered():
+    records: list[str] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record.getMessage())
+
+    log = logging.getLogger("torch.utils.cpp_extension")
+    handler = Collect(logging.WARNING)
+    log.addHandler(handler)
+    try:
+        quantize_module._silence_cuda_home_notice()
+        quantize_module._silence_cuda_home_notice()  # installed once
+        log.warning("No CUDA runtime is found, using CUDA_HOME='%s'", "/usr/local")
+        log.warning("another warning")
+    finally:
+        log.removeHandler(handler)
+    assert records == ["another warning"]
