@@ -17,6 +17,7 @@ from .common import err_console
 
 
 def training_progress() -> Progress:
+    """Bars on stderr for training, sweeps and searches: label, bar, n/total, status, times."""
     return Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),

@@ -18,7 +18,8 @@ from ..experiments.searching import SearchJob, default_study_name, prepare, run_
 from ..experiments.spec import load_sweep
 from ..experiments.store import Store
 from .common import OutputFormat, console, err_console, print_json, user_errors
-from .sweep import DbOption, SweepProgress, check_device, raise_interrupt, sweep_progress
+from .progress import training_progress
+from .sweep import DbOption, SweepProgress, check_device, raise_interrupt
 
 
 @user_errors
@@ -73,7 +74,7 @@ def search(
     )
     previous = signal.signal(signal.SIGTERM, raise_interrupt)
     try:
-        with warnings.catch_warnings(), sweep_progress() as progress:
+        with warnings.catch_warnings(), training_progress() as progress:
             warnings.simplefilter("ignore", UserWarning)  # anchors skipped are shown below
             display = SweepProgress(progress, total, 0, label="trials")
             found = run_search_workers(store, sweep_id, job, options, workers, display)

@@ -9,14 +9,7 @@ from typing import Annotated, Any
 
 import typer
 from pydantic import ValidationError
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeElapsedColumn,
-)
+from rich.progress import Progress, TaskID
 from rich.table import Table
 
 from ..errors import UserError
@@ -32,6 +25,7 @@ from ..experiments.store import Store
 from ..training.config import TrainConfig
 from ..training.trainer import resolve_device
 from .common import console, err_console, user_errors
+from .progress import training_progress
 
 DbOption = Annotated[
     str | None,
@@ -89,17 +83,6 @@ class SweepProgress:
             self.progress.update(task, visible=False)
 
 
-def sweep_progress() -> Progress:
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[status]}"),
-        TimeElapsedColumn(),
-        console=err_console,
-    )
-
-
 def raise_interrupt(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
@@ -155,7 +138,7 @@ def sweep(
     options = WorkerOptions(device=device, stale_after=stale_after, checkpoint_dir=checkpoint_dir)
     previous = signal.signal(signal.SIGTERM, raise_interrupt)
     try:
-        with sweep_progress() as progress:
+        with training_progress() as progress:
             display = SweepProgress(progress, len(run_ids), finished)
             run_workers(store, sweep_id, options, workers, on_event=display)
     except KeyboardInterrupt:
