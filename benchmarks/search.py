@@ -36,22 +36,15 @@ from rich.table import Table
 
 from hbfp_dse.cost.density import run_cost
 from hbfp_dse.cost.macs import LayerMACs, count_macs
-from hbfp_dse.emulation import LayerInfo, convert, layer_infos
+from hbfp_dse.emulation import LayerInfo
 from hbfp_dse.errors import UserError
-from hbfp_dse.experiments.search import (
-    NoRepeatSampler,
-    SearchSpace,
-    config_from_params,
-    create_study,
-    is_feasible,
-    layer_groups,
-    param_choices,
-    run_search,
-)
-from hbfp_dse.experiments.spec import load_sweep
+from hbfp_dse.experiments.search.points import config_from_params, layer_groups, param_choices
+from hbfp_dse.experiments.search.sampler import NoRepeatSampler
+from hbfp_dse.experiments.search.space import SearchSpace
+from hbfp_dse.experiments.search.study import create_study, is_feasible, run_search
+from hbfp_dse.experiments.sweepfile import load_sweep
+from hbfp_dse.training.assembly import model_for
 from hbfp_dse.training.config import TrainConfig
-from hbfp_dse.training.data import DATASET_INFO
-from hbfp_dse.training.models import build_model
 
 DEFAULT_SPACE = {
     "first": {"mantissa_bits": [4, 6, 8]},
@@ -69,7 +62,7 @@ class Problem:
     space: SearchSpace
     base: TrainConfig
     layers: list[LayerInfo]
-    macs: list[LayerMACs]
+    macs: tuple[LayerMACs, ...]
     weights: dict[str, float]
 
     def density(self, config: TrainConfig) -> float:
@@ -98,14 +91,12 @@ def load_problem(path: Path | None) -> Problem:
         if spec.search is None:
             raise SystemExit(f"{path}: the sweep file has no 'search:' section")
         space, base = spec.search, spec.base
-    info = DATASET_INFO[base.dataset]
-    model = convert(build_model(base.model, info.num_classes, info.in_channels, info.image_size))
-    layers = layer_infos(model)
-    names = [layer.name for layer in layers]
+    built = model_for(base)
+    names = [layer.name for layer in built.layers]
     middle = names[1:-1]
     weights = {name: 0.2 / max(len(middle), 1) for name in middle} | {names[0]: 0.5, names[-1]: 0.5}
-    macs = count_macs(model, (info.in_channels, info.image_size, info.image_size))
-    return Problem(space, base, layers, macs, weights)
+    macs = count_macs(built.model, built.input_shape)
+    return Problem(space, base, built.layers, macs, weights)
 
 
 def grid_best(problem: Problem, target: float) -> tuple[float | None, int]:

@@ -7,11 +7,17 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from .errors import UserError
 
 M = TypeVar("M", bound=BaseModel)
+
+
+class StrictModel(BaseModel):
+    """The base of every configuration model: an unknown key is an error, not ignored."""
+
+    model_config = ConfigDict(extra="forbid")
 
 
 def read_yaml(path: Path) -> Any:

@@ -66,14 +66,15 @@ def sweep_name(store_url: str) -> Iterator[str]:
     yield name
     from sqlalchemy import delete
 
-    from hbfp_dse.experiments.store import Store, Sweep, sqlite_path
+    from hbfp_dse.experiments.store import Store, sqlite_path
+    from hbfp_dse.experiments.store.schema import SweepRow
 
     path = sqlite_path(store_url)
     if path is not None and not path.exists():
         return
     store = Store(store_url, create=False)
     try:
-        with store.session() as session:
-            session.execute(delete(Sweep).where(Sweep.name.startswith(name)))
+        with store.engine.begin() as connection:
+            connection.execute(delete(SweepRow).where(SweepRow.name.startswith(name)))
     finally:
         store.close()

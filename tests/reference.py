@@ -1,4 +1,4 @@
-"""A slow, independent reference quantizer (BRIEF §2), in exact rational arithmetic.
+"""A slow, independent reference quantizer (docs/formats.md), in exact rational arithmetic.
 
 Works element by element and block by block on plain Python floats with ``Fraction``
 and ``math.frexp``; it never calls ``hbfp_dse`` kernels. Torch is used only to move the

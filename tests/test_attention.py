@@ -20,7 +20,7 @@ from hbfp_dse.emulation import (
     Schedule,
     convert,
     layer_infos,
-    store_weights,
+    round_master_weights,
 )
 from hbfp_dse.formats import quantize
 from hbfp_dse.training.config import TrainConfig
@@ -332,14 +332,14 @@ def test_quantized_attention_rounding_is_seeded() -> None:
     assert not torch.equal(outs[0], outs[2])
 
 
-def test_store_weights_rounds_projection_and_output_weights() -> None:
+def test_round_master_weights_rounds_projection_and_output_weights() -> None:
     for kwargs in ({}, {"kdim": 6, "vdim": 4}):
         _, converted = attention_pair(**kwargs)
         weights = converted.gemm_weights()
         assert len(weights) == (2 if not kwargs else 4)
         assert weights[-1] is converted.out_proj.weight
         before = [w.detach().clone() for w in weights]
-        store_weights(converted, "hbfp6")
+        round_master_weights(converted, "hbfp6")
         for w, old in zip(weights, before, strict=True):
             assert torch.equal(w, quantize(old, "hbfp6", 1))
 
@@ -366,7 +366,7 @@ class TinyTransformer(nn.Module):
 def test_train_config_switches_attention_quantization(
     monkeypatch: pytest.MonkeyPatch, quantize_attention: bool
 ) -> None:
-    monkeypatch.setattr("hbfp_dse.training.trainer.build_model", lambda *args: TinyTransformer())
+    monkeypatch.setattr("hbfp_dse.training.assembly.build_model", lambda *args: TinyTransformer())
     g = torch.Generator().manual_seed(0)
     split = ImageSplit(
         torch.randint(0, 256, (16, 1, 28, 28), generator=g, dtype=torch.uint8),

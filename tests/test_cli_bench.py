@@ -15,8 +15,8 @@ quantize_module = importlib.import_module("hbfp_dse.formats.quantize")
 
 
 def test_bench_json_on_a_small_model():
-    args = ["bench", "--model", "cnn", "--format", "hbfp4_b64", "--batch-size", "8"]
-    args += ["--steps", "1", "--warmup", "1", "--threads", "1", "--json"]
+    args = ["bench", "--model", "cnn", "--number-format", "hbfp4_b64", "--batch-size", "8"]
+    args += ["--steps", "1", "--warmup", "1", "--threads", "1", "--format", "json"]
     threads = torch.get_num_threads()
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output

@@ -111,7 +111,8 @@ def test_formats_given_names_only_in_that_order(runner):
     assert [row["name"] for row in rows] == ["mxfp6_e2m3", "hbfp5_b144"]
 
 
-# BRIEF §4: per PE on 16x16 blocks, and density vs FP32 = 1494.3 / area (published to 0.1x).
+# Published per-PE areas on 16x16 blocks, density vs FP32 = 1494.3 / area to 0.1x
+# (docs/cost-model.md).
 PUBLISHED = [
     ("fp32", 1494.3, 1.0),
     ("bf16", 309.0, 4.8),

@@ -135,3 +135,8 @@ def test_a_diverged_run_exits_1(runner: CliRunner, tmp_path: Path) -> None:
     assert result.exit_code == 1
     assert json.loads(result.stdout)["status"] == "diverged"
     assert "Traceback" not in result.output
+
+
+def test_missing_data_names_the_data_dir_flag(runner: CliRunner, tmp_path: Path) -> None:
+    result = runner.invoke(app, ["train", "--dataset", "cifar10", "--data-dir", str(tmp_path)])
+    assert_user_error(result, str(tmp_path / "cifar-10-batches-py"), "--data-dir", "download")

@@ -98,7 +98,7 @@ def test_booster_on_the_small_cnn_over_10_epochs(cnn_layers):
 def test_storage_footprint(cnn_layers):
     low = {"0": "hbfp6_b256", "4": "hbfp4_b256", "9": "hbfp6_b256"}
     cost = run_cost(cnn_layers, [low, dict.fromkeys(low, "hbfp6_b256")])
-    first, last = cost.storage
+    first, last = cost.operand_bits
     assert first.weight_bits == pytest.approx(
         144 * (6 + HBFP_256) + 4608 * (4 + HBFP_256) + 15680 * (6 + HBFP_256), rel=1e-12
     )
@@ -106,8 +106,8 @@ def test_storage_footprint(cnn_layers):
         784 * (6 + HBFP_256) + 3136 * (4 + HBFP_256) + 1568 * (6 + HBFP_256), rel=1e-12
     )
     assert last.weight_bits == pytest.approx(20432 * (6 + HBFP_256), rel=1e-12)
-    assert cost.fp32_storage.weight_bits == 20432 * 32
-    assert cost.fp32_storage.activation_bits == 5488 * 32
+    assert cost.fp32_operand_bits.weight_bits == 20432 * 32
+    assert cost.fp32_operand_bits.activation_bits == 5488 * 32
 
 
 def test_gemm_specific_formats(cnn_layers):
@@ -121,9 +121,9 @@ def test_gemm_specific_formats(cnn_layers):
     )
     assert cost.layers[1].formats == ("hbfp4_b256", "hbfp6_b256", "fp32")
     # Weights are read in the forward format, stashed inputs in the weight-gradient format.
-    (storage,) = cost.storage
-    assert storage.weight_bits == pytest.approx(4608 * (4 + HBFP_256) + 15824 * 32, rel=1e-12)
-    assert storage.activation_bits == pytest.approx(5488 * 32, rel=1e-12)
+    (bits,) = cost.operand_bits
+    assert bits.weight_bits == pytest.approx(4608 * (4 + HBFP_256) + 15824 * 32, rel=1e-12)
+    assert bits.activation_bits == pytest.approx(5488 * 32, rel=1e-12)
 
 
 def test_first_layer_format_for_a_data_gradient_it_does_not_have(cnn_layers):

@@ -15,7 +15,8 @@ import torchvision.datasets.cifar
 import torchvision.datasets.svhn
 from torchvision.datasets.utils import check_integrity
 
-from hbfp_dse.training import (
+from hbfp_dse.training import data as data_module
+from hbfp_dse.training.data import (
     DATASET_INFO,
     DATASET_NAMES,
     DatasetNotFoundError,
@@ -26,7 +27,6 @@ from hbfp_dse.training import (
     random_crop_flip,
     read_idx,
 )
-from hbfp_dse.training import data as data_module
 
 IDX_NAMES = {
     "train_images": "train-images-idx3-ubyte",
@@ -275,7 +275,7 @@ def test_missing_cifar_says_where_it_looked_and_how_to_get_it(tmp_path: Path) ->
         load_dataset("cifar10", root=tmp_path)
     message = str(err.value)
     assert str(tmp_path / "cifar-10-batches-py") in message
-    assert "--data-dir" in message
+    assert "data_dir: DIR" in message  # the configuration key; `train` adds its --data-dir
     assert "download: true" in message
     assert isinstance(err.value, ValueError)
 

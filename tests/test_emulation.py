@@ -1,4 +1,7 @@
-"""Quantized layers: every GEMM operand blocked along its GEMM's reduction axis (BRIEF §3)."""
+"""Quantized layers: every GEMM operand blocked along its GEMM's reduction axis.
+
+The contract: docs/emulation.md.
+"""
 
 from __future__ import annotations
 
@@ -15,7 +18,7 @@ from hbfp_dse.emulation import (
     QuantLinear,
     QuantSpec,
     convert,
-    store_weights,
+    round_master_weights,
 )
 from hbfp_dse.emulation.functions import ConvGeometry, QuantConvFunction, QuantLinearFunction
 from hbfp_dse.formats import quantize
@@ -358,13 +361,13 @@ def test_gradient_rounding_is_stochastic_and_seeded_while_forward_rounds_to_near
 # --- wide weight storage -------------------------------------------------------------------
 
 
-def test_store_weights_rounds_master_weights_of_active_layers_only() -> None:
+def test_round_master_weights_rounds_master_weights_of_active_layers_only() -> None:
     torch.manual_seed(0)
     model = convert(small_net(), SPEC)
     model[5].quant = None  # an FP32 layer keeps its weights
     before = [m.weight.detach().clone() for m in (model[0], model[3], model[5])]
     biases = [m.bias.detach().clone() for m in (model[0], model[3], model[5])]
-    store_weights(model, "hbfp6")
+    round_master_weights(model, "hbfp6")
     for module, weight, bias in zip((model[0], model[3]), before, biases, strict=False):
         assert torch.equal(module.weight, q(weight, 1, "hbfp6"))
         assert not torch.equal(module.weight, weight)

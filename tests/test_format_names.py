@@ -1,4 +1,4 @@
-"""Format names (BRIEF §2): parsing, canonical names, defaults, storage bits, errors."""
+"""Format names (docs/formats.md): parsing, canonical names, defaults, storage bits, errors."""
 
 from __future__ import annotations
 
@@ -32,11 +32,11 @@ HBFP_NAMES = [
     "hbfp6_b16_s4_d2",
     "hbfp4_b64_e8_s16_d3",
 ]
-BRIEF_NAMES = FLOAT_NAMES + MX_NAMES + [f"{n}_b16" for n in MX_NAMES] + HBFP_NAMES
+VALID_NAMES = FLOAT_NAMES + MX_NAMES + [f"{n}_b16" for n in MX_NAMES] + HBFP_NAMES
 
 
-@pytest.mark.parametrize("name", BRIEF_NAMES)
-def test_every_brief_name_parses_and_round_trips(name: str) -> None:
+@pytest.mark.parametrize("name", VALID_NAMES)
+def test_every_valid_name_parses_and_round_trips(name: str) -> None:
     fmt = parse_format(name)
     assert parse_format(fmt.name) == fmt
     assert parse_format(fmt) is fmt  # format objects pass through

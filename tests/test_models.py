@@ -4,8 +4,13 @@ import pytest
 import torch
 from torch import nn
 
-from hbfp_dse.training import MODEL_NAMES, build_model, count_parameters
-from hbfp_dse.training.models import CifarResNet, ShortcutA
+from hbfp_dse.training.models import (
+    MODEL_NAMES,
+    CifarResNet,
+    ShortcutA,
+    build_model,
+    count_parameters,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -67,7 +72,7 @@ def test_resnet_convolutions_use_kaiming_normal_fan_out() -> None:
     assert weight.mean().item() == pytest.approx(0.0, abs=0.1 * expected_std)
 
 
-def test_cnn_is_the_brief_small_cnn() -> None:
+def test_cnn_is_the_documented_small_cnn() -> None:
     model = build_model("cnn", num_classes=10, in_channels=1, image_size=28)
     convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
     linears = [m for m in model.modules() if isinstance(m, nn.Linear)]

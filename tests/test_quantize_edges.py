@@ -1,4 +1,4 @@
-"""Edge cases of ``quantize`` with hand-computed expectations (BRIEF §2)."""
+"""Edge cases of ``quantize`` with hand-computed expectations (docs/formats.md)."""
 
 from __future__ import annotations
 

@@ -10,6 +10,7 @@ from torch import nn
 
 from hbfp_dse.emulation import (
     LayerInfo,
+    Quantization,
     QuantSpec,
     Rule,
     Schedule,
@@ -19,6 +20,7 @@ from hbfp_dse.emulation import (
     quantized_layers,
 )
 from hbfp_dse.errors import UserError
+from hbfp_dse.experiments.sweepfile import Baseline
 from hbfp_dse.formats import parse_format
 from hbfp_dse.training.config import ScheduleConfig, TrainConfig
 from hbfp_dse.training.optim import OptimizerConfig, build_optimizer
@@ -201,13 +203,13 @@ def test_switching_epochs_changes_formats_in_place_keeping_model_and_optimizer()
     optimizer = build_optimizer(model, OptimizerConfig())
     modules = dict(quantized_layers(model))
     params = [id(p) for group in optimizer.param_groups for p in group["params"]]
-    template = QuantSpec("fp32", "reference", "stochastic", "nearest")
+    quantization = Quantization("reference", "stochastic", "nearest")
     table = Schedule((Rule("hbfp4"), Rule("fp32", layers=("mix",)), Rule("hbfp8", epochs=(-1,))))
     table = table.resolve(layer_infos(model), 2)
     x, labels = torch.randn(4, 1, 6, 6), torch.tensor([0, 1, 2, 0])
     outputs = []
     for epoch in range(2):
-        apply_formats(model, table[epoch], template)
+        apply_formats(model, table[epoch], quantization)
         for name, layer in quantized_layers(model):
             assert layer is modules[name]
             if name == "mix" and epoch == 0:
@@ -224,3 +226,23 @@ def test_switching_epochs_changes_formats_in_place_keeping_model_and_optimizer()
         assert {id(p) for p in optimizer.state} == set(params)
     assert sorted(id(p) for p in model.parameters()) == sorted(params)
     assert not torch.equal(outputs[0], outputs[1])
+
+
+@pytest.mark.parametrize(
+    ("shorthand", "full"),
+    [
+        ("HBFP4_b64", {"format": "hbfp4"}),
+        ("booster", {"booster": {}}),
+        ("booster:hbfp3:hbfp8:2", {"booster": {"low": "hbfp3", "high": "hbfp8", "last_epochs": 2}}),
+        ("booster:hbfp3", {"booster": {"low": "hbfp3"}}),
+        ([{"format": "hbfp4"}], {"rules": [{"format": "hbfp4"}]}),
+    ],
+)
+def test_one_shorthand_grammar_for_training_files_and_sweep_baselines(
+    shorthand: object, full: dict[str, object]
+) -> None:
+    expected = ScheduleConfig.model_validate(full)
+    assert TrainConfig.model_validate({"schedule": shorthand}).schedule == expected
+    if isinstance(shorthand, str):
+        assert Baseline.model_validate(shorthand).schedule == expected
+        assert Baseline.model_validate(shorthand).name == expected.short_name

@@ -15,26 +15,27 @@ from hbfp_dse.cost.density import run_cost
 from hbfp_dse.cost.macs import count_macs
 from hbfp_dse.emulation import convert, layer_infos
 from hbfp_dse.errors import UserError
-from hbfp_dse.experiments.search import (
-    CONSTRAINT,
-    PruneRule,
-    SearchSpace,
-    TargetPruner,
+from hbfp_dse.experiments.search.points import (
     anchor_params,
-    best_feasible_trial,
     config_from_params,
+    layer_groups,
+    param_choices,
+)
+from hbfp_dse.experiments.search.pruning import TargetPruner, make_pruner
+from hbfp_dse.experiments.search.space import PruneRule, SearchSpace
+from hbfp_dse.experiments.search.study import (
+    CONSTRAINT,
+    best_feasible_trial,
     create_study,
     is_feasible,
-    layer_groups,
-    make_pruner,
-    model_layer_names,
-    param_choices,
     run_search,
     search_history,
 )
+from hbfp_dse.training.assembly import model_for
 from hbfp_dse.training.config import TrainConfig
 from hbfp_dse.training.models import build_model
-from hbfp_dse.training.trainer import EpochRecord, train
+from hbfp_dse.training.results import EpochRecord
+from hbfp_dse.training.trainer import train
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -54,6 +55,10 @@ SPACE = SearchSpace.model_validate(
         "seed": 0,  # reaches the grid's best after 41 evaluations (benchmarks/search.py)
     }
 )
+
+
+def model_layer_names(config: TrainConfig) -> list[str]:
+    return [layer.name for layer in model_for(config).layers]
 
 
 def _loss(fmt: Any) -> float:

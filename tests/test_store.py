@@ -3,6 +3,7 @@ several processes claiming one sweep's runs at once on SQLite and on PostgreSQL.
 
 from __future__ import annotations
 
+import dataclasses
 import multiprocessing
 import os
 import random
@@ -18,29 +19,46 @@ from sqlalchemy import insert, update
 from sqlalchemy.exc import IntegrityError
 
 from hbfp_dse.errors import UserError
-from hbfp_dse.experiments.store import SCHEMA_VERSION, Run, Store, utcnow, worker_name
-from hbfp_dse.training.trainer import EpochRecord
+from hbfp_dse.experiments.store import (
+    FINISHED_STATUSES,
+    NewRun,
+    Provenance,
+    RunRecord,
+    Store,
+    SweepRecord,
+    UnknownRunError,
+    UnknownSweepError,
+    utcnow,
+    worker_name,
+)
+from hbfp_dse.experiments.store.migrate import SCHEMA_VERSION
+from hbfp_dse.experiments.store.schema import EpochRow, RunRow, SweepRow
+from hbfp_dse.training.results import EpochRecord
 
-PROVENANCE = {
-    "git_commit": None,
-    "git_dirty": None,
-    "python_version": "3",
-    "torch_version": "2",
-    "hbfp_version": "0",
-    "host": "test",
-}
+PROVENANCE = Provenance(
+    git_commit=None,
+    git_dirty=None,
+    python_version="3",
+    torch_version="2",
+    hbfp_version="0",
+    host="test",
+)
 
 
-def fake_runs(n: int, prefix: str = "r") -> list[dict[str, Any]]:
+def fake_runs(n: int, prefix: str = "r") -> list[NewRun]:
     return [
-        {
-            "run_hash": f"{prefix}{i:04d}",
-            "config_id": f"{prefix}{i:04d}"[:-1],
-            "label": f"{prefix}{i}",
-            "kind": "grid",
-            "config": {"index": i},
-            "seed": i % 2,
-        }
+        NewRun(
+            run_hash=f"{prefix}{i:04d}",
+            config_id=f"{prefix}{i:04d}"[:-1],
+            label=f"{prefix}{i}",
+            kind="grid",
+            config={"index": i},
+            seed=i % 2,
+            density=1.0,
+            density_vs_bf16=0.5,
+            mac_share={"fp32": 1.0},
+            schedule=[],
+        )
         for i in range(n)
     ]
 
@@ -82,8 +100,9 @@ def test_a_fresh_sqlite_store_uses_wal_foreign_keys_and_a_busy_timeout(
         assert pragma("PRAGMA foreign_keys").scalar() == 1
         assert pragma("PRAGMA busy_timeout").scalar() >= 10_000
     orphan = {"sweep_id": 999, "run_hash": "x", "config_id": "x", "label": "x", "kind": "x"}
-    with pytest.raises(IntegrityError), store.session() as session:  # foreign keys enforced
-        session.execute(insert(Run).values(**orphan, config={}, seed=0))
+    # Foreign keys are enforced.
+    with pytest.raises(IntegrityError), store.engine.begin() as connection:
+        connection.execute(insert(RunRow).values(**orphan, config={}, seed=0))
     store.close()
     # WAL is a property of the file: a plain sqlite3 connection sees it too.
     with sqlite3.connect(tmp_path / "results.db") as raw:
@@ -228,10 +247,10 @@ def test_a_stale_heartbeat_is_reclaimed(store: Store, sweep_name: str) -> None:
     assert store.heartbeat(first.id, "other-host:1")
     # A fresh heartbeat holds the run: another worker gets the next one.
     assert store.claim(sweep_id, "other-host:2", stale_after=60).id == ids[1]
-    with store.session() as session:
-        session.execute(
-            update(Run)
-            .where(Run.id == first.id)
+    with store.engine.begin() as connection:
+        connection.execute(
+            update(RunRow)
+            .where(RunRow.id == first.id)
             .values(heartbeat_at=utcnow() - timedelta(minutes=5))
         )
     assert store.claim(sweep_id, "other-host:3", stale_after=600) is None  # not stale yet
@@ -281,6 +300,54 @@ def test_epochs_are_recorded_once_and_forgotten_on_resume(store: Store, sweep_na
     stored = store.run(run.id)
     assert [e.epoch for e in stored.epochs] == [0, 1]
     assert (stored.resumed_from_epoch, stored.device) == (2, "cpu")
+
+
+def test_runs_leave_the_store_as_frozen_records(store: Store, sweep_name: str) -> None:
+    sweep_id, ids = register(store, sweep_name, 2)
+    store.start_epoch(ids[0], 0, "cpu")
+    store.record_epoch(ids[0], EpochRecord(0, 1.0, 0.5, 1.0, 0.5, 0.1, 1.0, 9.0, {"fc": "fp32"}))
+    store.finish(ids[0], "done", final_acc=0.5, best_acc=0.5)
+    plain, with_epochs = store.runs(sweep_name), store.runs(sweep_name, with_epochs=True)
+    assert all(isinstance(r, RunRecord) for r in plain + with_epochs)
+    assert [(r.sweep, r.sweep_id, r.epochs) for r in plain] == [(sweep_name, sweep_id, ())] * 2
+    assert [len(r.epochs) for r in with_epochs] == [1, 0]
+    run = store.run(ids[0])
+    assert (run.status, run.final_acc, run.device) == ("done", 0.5, "cpu")
+    assert [e.test_acc for e in run.epochs] == [0.5]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        run.status = "failed"  # type: ignore[misc]
+    sweep = store.sweep(sweep_name)
+    assert (sweep.id, sweep.name, sweep.host) == (sweep_id, sweep_name, "test")
+
+
+def test_records_match_the_tables() -> None:
+    columns = {c.key for c in RunRow.__table__.columns}
+    assert {f.name for f in dataclasses.fields(RunRecord)} == columns | {"sweep", "epochs"}
+    assert {f.name for f in dataclasses.fields(NewRun)} <= columns
+    epoch_columns = {c.key for c in EpochRow.__table__.columns} - {"run_id"}
+    assert {f.name for f in dataclasses.fields(EpochRecord)} == epoch_columns
+    sweep_columns = {c.key for c in SweepRow.__table__.columns}
+    assert {f.name for f in dataclasses.fields(SweepRecord)} == sweep_columns
+    provenance = {f.name for f in dataclasses.fields(Provenance)}
+    assert provenance <= sweep_columns
+
+
+def test_finished_runs_are_counted(store: Store, sweep_name: str) -> None:
+    sweep_id, ids = register(store, sweep_name, 7)
+    statuses = ("done", "failed", "diverged", "pruned", "interrupted", "running")
+    for run_id, status in zip(ids, statuses, strict=False):
+        store.finish(run_id, status)
+    assert store.count_finished(sweep_id) == len(FINISHED_STATUSES) == 4
+
+
+def test_unknown_sweeps_and_runs_are_errors_with_their_data(store: Store, sweep_name: str) -> None:
+    register(store, sweep_name, 1)
+    with pytest.raises(UnknownSweepError, match=r"no sweep named 'nosuch' in .*\(sweeps: ") as err:
+        store.sweep_id("nosuch")
+    assert (err.value.name, sweep_name in err.value.known) == ("nosuch", True)
+    with pytest.raises(UnknownRunError, match="no run 99999 in ") as missing:
+        store.run(99999)
+    assert missing.value.run_id == 99999
 
 
 # Concurrency ----------------------------------------------------------------------------

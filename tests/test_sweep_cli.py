@@ -26,8 +26,8 @@ from typer.testing import CliRunner, Result
 
 from hbfp_dse.cli.app import app
 from hbfp_dse.experiments import runner as runner_module
-from hbfp_dse.experiments.spec import Baseline, expand, parse_sweep
-from hbfp_dse.experiments.store import Run, Store
+from hbfp_dse.experiments.store import RunRecord, Store, SweepRecord
+from hbfp_dse.experiments.sweepfile import Baseline, expand, parse_sweep
 
 BASE = """base:
   model: mlp
@@ -105,10 +105,18 @@ def sqlite_url(path: Path) -> str:
     return f"sqlite:///{path}"
 
 
-def stored_runs(db: Path, sweep: str | None = None) -> list[Run]:
+def stored_runs(db: Path, sweep: str | None = None) -> list[RunRecord]:
     store = Store(sqlite_url(db), create=False)
     try:
         return store.runs(sweep, with_epochs=True)
+    finally:
+        store.close()
+
+
+def stored_sweep(db: Path, name: str) -> SweepRecord:
+    store = Store(sqlite_url(db), create=False)
+    try:
+        return store.sweep(name)
     finally:
         store.close()
 
@@ -165,7 +173,7 @@ def test_sweep_trains_every_run_once_and_records_it(tiny: Sweep) -> None:
         assert run.final_acc == run.epochs[-1].test_acc
         assert run.best_acc == max(e.test_acc for e in run.epochs)
         assert run.started_at <= run.finished_at
-    sweep = runs[0].sweep
+    sweep = stored_sweep(tiny.db, runs[0].sweep)
     assert sweep.spec_yaml == TINY
     assert sweep.host
     assert sweep.torch_version == torch.__version__
@@ -566,7 +574,7 @@ def run_row(db: Path) -> dict[str, Any]:
         return dict(raw.execute("SELECT * FROM hbfp_runs").fetchone())
 
 
-def assert_resumed_and_done(db: Path, recorded_before: int) -> Run:
+def assert_resumed_and_done(db: Path, recorded_before: int) -> RunRecord:
     [run] = stored_runs(db)
     assert (run.status, run.attempts, run.error) == ("done", 2, None)
     # Nothing but the epoch in flight was lost: training resumed after the recorded ones.

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from hbfp_dse.errors import UserError
-from hbfp_dse.experiments.spec import expand, load_sweep, parse_sweep
+from hbfp_dse.experiments.sweepfile import expand, load_sweep, parse_sweep
 
 BASE = "base: {model: mlp, dataset: mnist-5k, epochs: 3, device: cpu}\n"
 
@@ -206,3 +208,20 @@ def test_a_missing_sweep_file_is_a_user_error(tmp_path: Path) -> None:
 def test_parse_sweep_names_its_source() -> None:
     with pytest.raises(UserError, match=r"^inline: invalid configuration:\n  grdi: unknown key"):
         parse_sweep("name: x\ngrdi: 1\n", "inline")
+
+
+def test_loading_a_sweep_file_imports_neither_optuna_nor_models_nor_data() -> None:
+    code = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from hbfp_dse.experiments.sweepfile import expand, load_sweep\n"
+        "spec, _ = load_sweep(Path('sweeps/quick.yaml'))\n"
+        "assert spec.search is not None and expand(spec)\n"
+        "heavy = ('optuna', 'torchvision', 'hbfp_dse.training.models', 'hbfp_dse.training.data')\n"
+        "print(sorted(m for m in sys.modules if m.startswith(heavy)))\n"
+    )
+    root = Path(__file__).resolve().parent.parent
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True
+    )
+    assert done.stdout.strip() == "[]"

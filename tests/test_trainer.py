@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import random
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 from pydantic import ValidationError
@@ -15,8 +17,10 @@ from torch import nn
 from hbfp_dse.emulation import Schedule
 from hbfp_dse.errors import UserError
 from hbfp_dse.formats import quantize
-from hbfp_dse.training import DatasetPair, build_model, load_dataset
+from hbfp_dse.training.assembly import model_for
 from hbfp_dse.training.config import TrainConfig
+from hbfp_dse.training.data import DatasetPair, load_dataset
+from hbfp_dse.training.models import build_model
 from hbfp_dse.training.optim import (
     LRScheduleConfig,
     OptimizerConfig,
@@ -24,7 +28,8 @@ from hbfp_dse.training.optim import (
     build_optimizer,
     lr_factor,
 )
-from hbfp_dse.training.trainer import EpochRecord, RunResult, train
+from hbfp_dse.training.results import EpochRecord, RunResult
+from hbfp_dse.training.trainer import train
 
 TIMING = {"seconds", "images_per_s"}
 
@@ -178,6 +183,50 @@ def test_resuming_from_a_checkpoint_equals_training_straight_through(
     assert a["scheduler"]["last_epoch"] == b["scheduler"]["last_epoch"] == 6
 
 
+def test_a_checkpoint_in_the_original_layout_resumes(tmp_path: Path, data: DatasetPair) -> None:
+    # Runs resume across upgrades: this is the layout every checkpoint so far was written in.
+    cfg = config(schedule="hbfp6", forward_rounding="stochastic", deterministic=True)
+    straight = train(cfg, data=data)
+    written = tmp_path / "written.pt"
+    train(cfg, checkpoint=written, callbacks=[StopAfterFirstEpoch()], data=data)
+    # Nothing draws from the global RNGs after the epoch's checkpoint: they are its states.
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    version, internal, python_gauss = random.getstate()
+    saved = torch.load(written, weights_only=True)
+    original = {
+        "model": saved["model"],
+        "optimizer": saved["optimizer"],
+        "scheduler": saved["scheduler"],
+        "history": saved["history"],
+        "rng": {
+            "torch": torch.get_rng_state(),
+            "cuda": [],
+            "numpy": {
+                "kind": kind,
+                "keys": torch.from_numpy(keys.astype(np.int64)),
+                "pos": int(pos),
+                "has_gauss": int(has_gauss),
+                "gauss": float(gauss),
+            },
+            "python": [version, list(internal), python_gauss],
+            "quant": saved["rng"]["quant"],
+        },
+    }
+    assert saved.keys() == original.keys()
+    assert saved["rng"].keys() == original["rng"].keys()
+    assert saved["rng"]["numpy"].keys() == original["rng"]["numpy"].keys()
+    assert torch.equal(saved["rng"]["torch"], original["rng"]["torch"])
+    assert torch.equal(saved["rng"]["numpy"]["keys"], original["rng"]["numpy"]["keys"])
+    assert saved["rng"]["python"] == original["rng"]["python"]
+    assert [untimed(EpochRecord(**r)) for r in saved["history"]] == [untimed(straight.epochs[0])]
+    path = tmp_path / "original.pt"
+    torch.save(original, path)
+    recorder = Recorder()
+    resumed = train(cfg, checkpoint=path, callbacks=[recorder], data=data)
+    assert recorder.starts == [(2, 3, 1)]
+    assert [untimed(r) for r in resumed.epochs] == [untimed(r) for r in straight.epochs]
+
+
 def test_checkpoint_loads_with_weights_only(tmp_path: Path, data: DatasetPair) -> None:
     path = tmp_path / "run" / "ckpt.pt"
     train(config(epochs=1), checkpoint=path, data=data)
@@ -202,6 +251,24 @@ def test_seeds_reproduce_and_differ(data: DatasetPair) -> None:
     records = [[untimed(r) for r in run.epochs] for run in runs]
     assert records[0] == records[1]
     assert records[0] != records[2]
+
+
+def test_model_for_builds_from_the_dataset_shape_and_lists_the_quantized_layers() -> None:
+    built = model_for(config(dataset="cifar10"))
+    assert built.info.name == "cifar10"
+    assert built.input_shape == (3, 32, 32)
+    assert [layer.name for layer in built.layers] == ["layers.1", "layers.3", "layers.5"]
+    assert built.model(torch.zeros(2, *built.input_shape)).shape == (2, 10)
+
+
+def test_an_unknown_dataset_is_a_clear_user_error() -> None:
+    with pytest.raises(UserError, match="unknown dataset 'imagenet'; accepted names: mnist-5k"):
+        model_for(config(dataset="imagenet"))
+
+
+def test_data_of_another_dataset_is_a_clear_user_error(data: DatasetPair) -> None:
+    with pytest.raises(UserError, match=r"data given is 'mnist-5k'.*trains on 'cifar10'"):
+        train(config(dataset="cifar10"), data=data)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is present here")

@@ -6,9 +6,10 @@ import typer
 
 from .. import __version__
 from .bench import bench
+from .best import best
 from .cost import cost
 from .formats import formats
-from .report import best, report
+from .report import report
 from .search import search
 from .sweep import sweep
 from .train import train

@@ -8,43 +8,47 @@ from typing import Annotated
 import torch
 import typer
 
-from ..emulation.spec import BLOCKINGS
+from ..emulation.quant_spec import BLOCKINGS
 from ..errors import UserError
 from ..formats import parse_format
-from ..training.bench import benchmark_steps
+from ..training.bench import StepBenchmark, benchmark_steps
 from .common import console, print_json, user_errors
+from .options import OutputFormat, OutputOption
+
+NumberFormatOption = Annotated[
+    str, typer.Option("--number-format", help="Number format of the GEMMs.")
+]
+BlockingOption = Annotated[str, typer.Option("--blocking", help="reduction or reference")]
+ThreadsOption = Annotated[
+    int | None,
+    typer.Option("--threads", min=1, help="CPU threads of both (default: torch's, all cores)."),
+]
+ChannelsLastOption = Annotated[
+    bool,
+    typer.Option(
+        "--channels-last/--contiguous",
+        help="Memory format of both models (channels-last: the faster on CPU).",
+    ),
+]
 
 
 @user_errors
 def bench(
     model: Annotated[str, typer.Option("--model")] = "resnet20",
-    fmt: Annotated[str, typer.Option("--format", help="Number format of the GEMMs.")] = (
-        "hbfp4_b64"
-    ),
+    number_format: NumberFormatOption = "hbfp4_b64",
     batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 128,
     steps: Annotated[int, typer.Option("--steps", min=1, help="Timed steps of each.")] = 10,
     warmup: Annotated[int, typer.Option("--warmup", min=1)] = 3,
-    blocking: Annotated[str, typer.Option("--blocking", help="reduction or reference")] = (
-        "reduction"
-    ),
+    blocking: BlockingOption = "reduction",
     device: Annotated[str, typer.Option("--device")] = "auto",
-    channels_last: Annotated[
-        bool,
-        typer.Option(
-            "--channels-last/--contiguous",
-            help="Memory format of both models (channels-last: the faster on CPU).",
-        ),
-    ] = True,
-    threads: Annotated[
-        int | None,
-        typer.Option("--threads", min=1, help="CPU threads of both (default: torch's, all cores)."),
-    ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="One JSON object.")] = False,
+    channels_last: ChannelsLastOption = True,
+    threads: ThreadsOption = None,
+    output: OutputOption = OutputFormat.table,
 ) -> None:
     """Time FP32 and emulated training steps in one process and print their ratio."""
     if blocking not in BLOCKINGS:
         raise UserError(f"--blocking must be one of {', '.join(BLOCKINGS)}, got {blocking!r}")
-    name = parse_format(fmt).name
+    name = parse_format(number_format).name
     default_threads = torch.get_num_threads()
     if threads is not None:
         torch.set_num_threads(threads)
@@ -62,15 +66,20 @@ def bench(
             )
     finally:
         torch.set_num_threads(default_threads)  # --threads holds for this command only
-    if as_json:
+    if output is OutputFormat.json:
         print_json({**asdict(result), "ratio": result.ratio})
-        return
-    width = max(len("fp32 step"), len(name) + len(" step"))
-    console.print(
-        f"{model}, batch {batch_size}, {result.device} ({result.threads} threads), "
-        f"{'channels-last' if channels_last else 'contiguous'}; median of {steps} steps each\n"
+    else:
+        console.print(_summary(result))
+
+
+def _summary(result: StepBenchmark) -> str:
+    step = f"{result.format} step"
+    width = max(len("fp32 step"), len(step))
+    layout = "channels-last" if result.channels_last else "contiguous"
+    return (
+        f"{result.model}, batch {result.batch_size}, {result.device} ({result.threads} "
+        f"threads), {layout}; median of {result.steps} steps each\n"
         f"  {'fp32 step':<{width}} {result.fp32_step_s * 1e3:9.1f} ms\n"
-        f"  {name + ' step':<{width}} {result.emulated_step_s * 1e3:9.1f} ms"
-        f"  ({blocking} blocking)\n"
+        f"  {step:<{width}} {result.emulated_step_s * 1e3:9.1f} ms  ({result.blocking} blocking)\n"
         f"  {'ratio':<{width}} [bold]{result.ratio:9.3f}[/]"
     )

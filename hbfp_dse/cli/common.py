@@ -1,11 +1,10 @@
-"""Pieces every command shares: consoles, output formats, user-error handling."""
+"""Pieces every command shares: consoles, JSON output, user-error handling."""
 
 from __future__ import annotations
 
 import functools
 import json
 from collections.abc import Callable
-from enum import StrEnum
 from typing import Any, ParamSpec, TypeVar
 
 import typer
@@ -13,6 +12,13 @@ from rich.console import Console
 from rich.markup import escape
 
 from ..errors import UserError
+from ..experiments.store import (
+    ForeignDatabaseError,
+    NewerDatabaseError,
+    NoDatabaseError,
+    NoResultsError,
+    SchemaVersionError,
+)
 
 console = Console()
 err_console = Console(stderr=True)
@@ -21,23 +27,31 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
-class OutputFormat(StrEnum):
-    table = "table"
-    json = "json"
+# What to do about a store error, in the command line's terms.
+_STORE_HINTS: dict[type[UserError], str] = {
+    NoDatabaseError: "run 'hbfp-dse sweep FILE' first or point --db / HBFP_DSE_DB at one",
+    NoResultsError: "run 'hbfp-dse sweep FILE' first or point --db / HBFP_DSE_DB at one",
+    ForeignDatabaseError: "point --db at another database",
+    SchemaVersionError: "a new --db starts an empty store",
+    NewerDatabaseError: "a new --db starts an empty store",
+}
 
 
 def user_errors(command: Callable[P, R]) -> Callable[P, R]:
-    """Report bad input as one line on stderr with exit code 2, never a traceback."""
+    """Report bad input as one line on stderr with exit code 2, never a traceback; a store
+    error gets a hint naming the flags."""
 
     @functools.wraps(command)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return command(*args, **kwargs)
         except UserError as err:
+            hint = next((h for t, h in _STORE_HINTS.items() if isinstance(err, t)), None)
+            message = f"{err}; {hint}" if hint else str(err)
             # soft_wrap: no hard line breaks inside paths or words at 80 columns (pipes, logs).
             # The message is plain text: a path like runs[a].yaml is not rich markup.
             err_console.print(
-                f"[bold red]error:[/] {escape(str(err))}", highlight=False, soft_wrap=True
+                f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True
             )
             raise typer.Exit(2) from None
 

@@ -2,27 +2,25 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Any
 
-import typer
 from rich.table import Table
 
-from ..cost import default_areas, load_areas
-from ..cost.plan import config_cost
-from .common import OutputFormat, console, print_json, user_errors
-from .runconfig import (
+from ..cost.density import RunCost
+from ..experiments.costing import config_cost
+from ..training.config import load_train_config
+from .common import console, print_json, user_errors
+from .options import (
     AreasOption,
     ConfigFile,
     DatasetOption,
     EpochsOption,
     ModelOption,
+    OutputFormat,
+    OutputOption,
     ScheduleOption,
-    build_config,
+    areas_table,
 )
-
-
-def share_label(key: int | str) -> str:
-    return "fp32" if key == "fp32" else f"{key}-bit"
 
 
 @user_errors
@@ -33,28 +31,13 @@ def cost(
     epochs: EpochsOption = None,
     schedule: ScheduleOption = None,
     areas: AreasOption = None,
-    output: Annotated[OutputFormat, typer.Option("--format", help="Output format.")] = (
-        OutputFormat.table
-    ),
+    output: OutputOption = OutputFormat.table,
 ) -> None:
     """Price a model and schedule in silicon area: density vs FP32/BF16, MACs per mantissa
     width and per layer."""
-    config = build_config(
-        config_file, model=model, dataset=dataset, epochs=epochs, schedule=schedule
-    )
-    planned = config_cost(config, default_areas() if areas is None else load_areas(areas))
-    result = planned.cost
-    layers = [
-        {
-            "name": layer.name,
-            "type": layer.module_type,
-            "macs_per_sample": layer.macs,
-            "mac_fraction": layer.macs / result.macs,
-            "density_vs_fp32": layer.density,
-            "formats": list(layer.formats),
-        }
-        for layer in result.layers
-    ]
+    overrides = {"model": model, "dataset": dataset, "epochs": epochs, "schedule": schedule}
+    config = load_train_config(config_file, overrides)
+    result = config_cost(config, areas_table(areas)).cost
     if output is OutputFormat.json:
         print_json(
             {
@@ -64,8 +47,8 @@ def cost(
                 "density_vs_fp32": result.density_vs_fp32,
                 "density_vs_bf16": result.density_vs_bf16,
                 "macs_per_sample": result.macs,
-                "mac_share": {share_label(k): v for k, v in result.mac_share.items()},
-                "layers": layers,
+                "mac_share": result.mac_share_by_label(),
+                "layers": _layers(result),
             }
         )
         return
@@ -74,22 +57,38 @@ def cost(
         f"density [bold green]{result.density_vs_fp32:.2f}x[/] FP32, "
         f"{result.density_vs_bf16:.2f}x BF16; {result.macs:,} MACs per sample"
     )
-    console.print(
-        "MACs by mantissa width: "
-        + ", ".join(f"{share_label(k)} {v:.2%}" for k, v in result.mac_share.items())
-    )
+    shares = result.mac_share_by_label().items()
+    console.print("MACs by mantissa width: " + ", ".join(f"{k} {v:.2%}" for k, v in shares))
+    console.print(_layer_table(result))
+
+
+def _layers(result: RunCost) -> list[dict[str, Any]]:
+    return [
+        {
+            "name": layer.name,
+            "type": layer.module_type,
+            "macs_per_sample": layer.macs,
+            "mac_fraction": result.mac_fraction(layer),
+            "density_vs_fp32": layer.density,
+            "formats": list(layer.formats),
+        }
+        for layer in result.layers
+    ]
+
+
+def _layer_table(result: RunCost) -> Table:
     table = Table(title="Per layer (all epochs, all three GEMMs)")
     for column in ("layer", "type", "MACs/sample", "share", "density", "formats"):
         table.add_column(
             column, justify="right" if column in ("MACs/sample", "share", "density") else "left"
         )
-    for layer in layers:
+    for layer in result.layers:
         table.add_row(
-            str(layer["name"]),
-            str(layer["type"]),
-            f"{layer['macs_per_sample']:,}",
-            f"{layer['mac_fraction']:.1%}",
-            f"{layer['density_vs_fp32']:.2f}x",
-            ", ".join(layer["formats"]),
+            layer.name,
+            layer.module_type,
+            f"{layer.macs:,}",
+            f"{result.mac_fraction(layer):.1%}",
+            f"{layer.density:.2f}x",
+            ", ".join(layer.formats),
         )
-    console.print(table)
+    return table

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -12,7 +14,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from ..training.trainer import EpochRecord
+from ..training.results import EpochRecord
 from .common import err_console
 
 
@@ -75,3 +77,50 @@ class TrainingBars:
         for task in (self.steps, self.epochs):
             if task is not None:
                 self.progress.remove_task(task)
+
+
+class SweepProgress:
+    """Overall runs, and per worker the current run's epochs with live accuracy."""
+
+    def __init__(self, progress: Progress, total: int, already: int, label: str = "runs") -> None:
+        self.progress = progress
+        self.overall = progress.add_task(label, total=total, completed=already, status="")
+        self.workers: dict[str, TaskID] = {}
+        self.counts: dict[str, int] = {}
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        kind, worker = event["event"], event["worker"]
+        if worker not in self.workers:
+            self.workers[worker] = self.progress.add_task(
+                f"  {worker}", total=None, status="waiting"
+            )
+        task = self.workers[worker]
+        if kind == "start":
+            density = event.get("density")
+            self.progress.update(
+                task,
+                description=f"  {event['label']} (seed {event['seed']})",
+                total=event["epochs"],
+                completed=event["start_epoch"],
+                status=f"density {density:.2f}x" if density else "",
+            )
+        elif kind == "step":
+            self.progress.update(
+                task,
+                status=f"epoch {event['epoch'] + 1} step {event['step']}/{event['steps']} "
+                f"loss {event['loss']:.3f}",
+            )
+        elif kind == "epoch":
+            self.progress.update(
+                task, completed=event["epoch"] + 1, status=f"test acc {event['test_acc']:.2%}"
+            )
+        elif kind == "finish":
+            status = event["status"]
+            self.counts[status] = self.counts.get(status, 0) + 1
+            if status != "interrupted":
+                self.progress.advance(self.overall)
+            self.progress.update(
+                self.overall, status=" ".join(f"{k} {v}" for k, v in sorted(self.counts.items()))
+            )
+        elif kind == "idle":
+            self.progress.update(task, visible=False)

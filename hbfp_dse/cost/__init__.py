@@ -1,12 +1,21 @@
-"""Arithmetic-density cost model (BRIEF §4, docs/cost-model.md).
+"""Arithmetic-density cost model (docs/cost-model.md), on plain models and schedules.
 
 ``areas``: the unit-area table and the fits for what it lacks; ``pe``: PE area and density per
 format; ``macs``: MACs of each training GEMM per layer; ``density``: a run's density under a
-per-epoch, per-layer format schedule.
+per-epoch, per-layer format schedule. Pricing a training configuration is
+``hbfp_dse.experiments.costing``.
 """
 
 from .areas import UnitAreas, default_areas, load_areas
-from .density import EpochFormats, GemmFormats, LayerCost, RunCost, Storage, run_cost
+from .density import (
+    EpochFormats,
+    GemmFormats,
+    LayerCost,
+    OperandBits,
+    RunCost,
+    mac_share_label,
+    run_cost,
+)
 from .errors import AreaTableError, CostError
 from .macs import GEMM_ROLES, LayerMACs, count_macs
 from .pe import PEArea, PEPart, density, pe_area, pe_breakdown
@@ -19,15 +28,16 @@ __all__ = [
     "GemmFormats",
     "LayerCost",
     "LayerMACs",
+    "OperandBits",
     "PEArea",
     "PEPart",
     "RunCost",
-    "Storage",
     "UnitAreas",
     "count_macs",
     "default_areas",
     "density",
     "load_areas",
+    "mac_share_label",
     "pe_area",
     "pe_breakdown",
     "run_cost",

@@ -1,7 +1,7 @@
 """Arithmetic density of a training run: its MACs priced by the format each one ran in.
 
-density = Σ MACs × A(FP32) / Σ over (layer, GEMM, epoch) of MACs × A(format used there)
-(BRIEF §4). A schedule is one mapping per epoch from layer name to the layer's format; layers
+density = Σ MACs × A(FP32) / Σ over (layer, GEMM, epoch) of MACs × A(format used there).
+A schedule is one mapping per epoch from layer name to the layer's format; layers
 it leaves out, and ``None`` or ``"fp32"``, run in FP32.
 """
 
@@ -58,7 +58,7 @@ class LayerCost:
 
 
 @dataclass(frozen=True)
-class Storage:
+class OperandBits:
     """Bits of the GEMM operands in one epoch's formats.
 
     ``weight_bits``: Σ weight elements × bits per element of the layer's forward format (the
@@ -73,8 +73,8 @@ class Storage:
 @dataclass(frozen=True)
 class RunCost:
     """The cost of a run. ``mac_share`` maps a mantissa width (``Format.mantissa_bits``, sign
-    included) or ``"fp32"`` to its fraction of all MACs. ``storage`` has one entry per epoch;
-    ``fp32_storage`` is the same model held in FP32."""
+    included) or ``"fp32"`` to its fraction of all MACs. ``operand_bits`` has one entry per epoch;
+    ``fp32_operand_bits`` is the same model held in FP32."""
 
     epochs: int
     macs: int
@@ -82,14 +82,27 @@ class RunCost:
     density_vs_bf16: float
     mac_share: Mapping[int | str, float]
     layers: tuple[LayerCost, ...]
-    storage: tuple[Storage, ...]
-    fp32_storage: Storage
+    operand_bits: tuple[OperandBits, ...]
+    fp32_operand_bits: OperandBits
+
+    def mac_share_by_label(self) -> dict[str, float]:
+        """``mac_share`` keyed for people: ``"4-bit"``, ``"6-bit"``, ..., ``"fp32"``."""
+        return {mac_share_label(key): share for key, share in self.mac_share.items()}
+
+    def mac_fraction(self, layer: LayerCost) -> float:
+        """The share of the run's MACs that ``layer`` does."""
+        return layer.macs / self.macs
+
+
+def mac_share_label(key: int | str) -> str:
+    """A ``mac_share`` key as a label: a mantissa width as ``"4-bit"``, FP32 as ``"fp32"``."""
+    return FP32_KEY if key == FP32_KEY else f"{key}-bit"
 
 
 def run_cost(
     layers: Sequence[LayerMACs], schedule: EpochFormats, areas: UnitAreas | None = None
 ) -> RunCost:
-    """Density, MAC shares, per-layer breakdown and storage of ``schedule`` on ``layers``.
+    """Density, MAC shares, per-layer breakdown and operand bits of ``schedule`` on ``layers``.
 
     ``layers`` come from ``count_macs``; each epoch processes the same samples, so per-sample
     MACs weigh the epochs correctly. Raises CostError (a ValueError) on an empty schedule or
@@ -110,7 +123,7 @@ def run_cost(
     layer_macs = dict.fromkeys((layer.name for layer in layers), 0)
     layer_area = dict.fromkeys(layer_macs, 0.0)
     layer_formats: dict[str, dict[str, None]] = {name: {} for name in layer_macs}
-    storage = []
+    operand_bits = []
     for entry in schedule:
         weight_bits = activation_bits = 0.0
         for layer in layers:
@@ -126,7 +139,7 @@ def run_cost(
                 layer_formats[layer.name][fmt.name] = None
             weight_bits += layer.weight_elements * gemm[0].bits_per_element
             activation_bits += layer.input_elements * gemm[2].bits_per_element
-        storage.append(Storage(weight_bits, activation_bits))
+        operand_bits.append(OperandBits(weight_bits, activation_bits))
 
     total_macs = sum(layer_macs.values())
     total_area = sum(layer_area.values())
@@ -148,8 +161,8 @@ def run_cost(
             )
             for layer in layers
         ),
-        storage=tuple(storage),
-        fp32_storage=Storage(
+        operand_bits=tuple(operand_bits),
+        fp32_operand_bits=OperandBits(
             weight_bits=32.0 * sum(layer.weight_elements for layer in layers),
             activation_bits=32.0 * sum(layer.input_elements for layer in layers),
         ),

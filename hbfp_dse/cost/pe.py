@@ -1,4 +1,4 @@
-"""Processing-element (PE) area per number format, and arithmetic density (BRIEF §4).
+"""Processing-element (PE) area per number format, and arithmetic density.
 
 One PE of a systolic array does one multiply-accumulate a cycle, so a format's arithmetic
 density is inversely proportional to its PE area. Formulas and assumptions:

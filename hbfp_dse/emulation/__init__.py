@@ -9,10 +9,10 @@ from .layers import (
     QuantLinear,
     convert,
     quantized_layers,
-    store_weights,
+    round_master_weights,
 )
-from .schedule import LayerInfo, Rule, Schedule, apply_formats, layer_infos
-from .spec import BLOCKINGS, Blocking, Operand, QuantSpec
+from .quant_spec import BLOCKINGS, Blocking, Operand, Quantization, QuantSpec
+from .schedule import LayerInfo, Rule, Schedule, apply_formats, final_epochs, layer_infos
 
 __all__ = [
     "BLOCKINGS",
@@ -26,12 +26,14 @@ __all__ = [
     "QuantMatmulFunction",
     "QuantMultiheadAttention",
     "QuantSpec",
+    "Quantization",
     "QuantizedLayer",
     "Rule",
     "Schedule",
     "apply_formats",
     "convert",
+    "final_epochs",
     "layer_infos",
     "quantized_layers",
-    "store_weights",
+    "round_master_weights",
 ]

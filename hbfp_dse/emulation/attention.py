@@ -18,7 +18,7 @@ from torch import Tensor, nn
 
 from .functions import OperandQuantizer, QuantLinearFunction
 from .layers import QuantizedLayer
-from .spec import Operand
+from .quant_spec import Operand
 
 
 class QuantMatmulFunction(torch.autograd.Function):

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .spec import Operand
+from .quant_spec import Operand
 
 # quantize_operand(tensor, operand, dim) -> quantized tensor of the same shape.
 OperandQuantizer = Callable[[Tensor, Operand, int], Tensor]

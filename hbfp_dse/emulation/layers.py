@@ -16,7 +16,7 @@ from torch import Tensor, nn
 
 from ..formats import Format, quantize
 from .functions import ConvGeometry, OperandQuantizer, QuantConvFunction, QuantLinearFunction
-from .spec import Operand, QuantSpec
+from .quant_spec import Operand, QuantSpec
 
 
 class QuantizedLayer(nn.Module):
@@ -147,7 +147,7 @@ def quantized_layers(model: nn.Module) -> list[tuple[str, QuantizedLayer]]:
 
 
 @torch.no_grad()
-def store_weights(model: nn.Module, fmt: Format | str) -> None:
+def round_master_weights(model: nn.Module, fmt: Format | str) -> None:
     """Round the master weights of every quantized layer to a wide storage format.
 
     Called after each optimizer step; blocks run along the forward reduction axis.

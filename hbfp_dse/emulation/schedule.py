@@ -13,7 +13,7 @@ range ``"start:stop"`` whose ends may be negative or empty (``"-5:"``: the last 
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from torch import nn
@@ -21,12 +21,19 @@ from torch import nn
 from ..errors import UserError
 from ..formats import FloatFormat, Format, parse_format
 from .layers import QuantizedLayer, quantized_layers
-from .spec import QuantSpec
+from .quant_spec import Quantization
 
 LayerSelector = str | int
 EpochSelector = str | int
 
 FP32 = FloatFormat("fp32")
+
+
+def final_epochs(count: int) -> EpochSelector:
+    """The selector of a run's last ``count`` epochs."""
+    if count < 1:
+        raise UserError(f"a selector of the final epochs needs a count >= 1, got {count}")
+    return f"-{count}:"
 
 
 @dataclass(frozen=True)
@@ -68,7 +75,7 @@ class Schedule:
             raise UserError(f"booster last_epochs must be >= 0, got {last_epochs}")
         rules = [Rule(parse_format(low)), Rule(parse_format(high), layers=("first", "last"))]
         if last_epochs:
-            rules.append(Rule(parse_format(high), epochs=(f"-{last_epochs}:",)))
+            rules.append(Rule(parse_format(high), epochs=(final_epochs(last_epochs),)))
         return cls(tuple(rules))
 
     def resolve(self, layers: Sequence[LayerInfo], epochs: int) -> list[dict[str, Format]]:
@@ -88,17 +95,12 @@ def layer_infos(model: nn.Module) -> list[LayerInfo]:
     return [LayerInfo(name, _kind(layer)) for name, layer in quantized_layers(model)]
 
 
-def apply_formats(model: nn.Module, formats: dict[str, Format], template: QuantSpec) -> None:
+def apply_formats(
+    model: nn.Module, formats: Mapping[str, Format], quantization: Quantization
+) -> None:
     """Switch each quantized layer to its format in place (model and optimizer untouched)."""
     for name, layer in quantized_layers(model):
-        fmt = formats.get(name, FP32)
-        layer.quant = (
-            None
-            if fmt == FP32
-            else QuantSpec(
-                fmt, template.blocking, template.forward_rounding, template.backward_rounding
-            )
-        )
+        layer.quant = quantization.spec(formats.get(name, FP32))
 
 
 def _kind(layer: QuantizedLayer) -> str:

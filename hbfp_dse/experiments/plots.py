@@ -15,6 +15,16 @@ from matplotlib.ticker import FormatStrFormatter, MaxNLocator, NullFormatter
 from ..errors import UserError
 from .report import ConfigSummary
 
+
+class PlotPathError(UserError):
+    """A plot file that cannot be written where or as asked."""
+
+    def __init__(self, path: Path, reason: str) -> None:
+        super().__init__(f"plot {path}: {reason}")
+        self.path = path
+        self.reason = reason
+
+
 History = Sequence[tuple[int, float | None]]  # (trial number, best feasible density so far)
 
 
@@ -95,9 +105,9 @@ def save(
     """PNG, SVG or PDF by suffix; ``.html`` embeds the PNG beside a table of the runs."""
     suffix = path.suffix.lower()
     if suffix not in (".png", ".svg", ".pdf", ".html"):
-        raise UserError(f"--plot {path}: give a .png, .svg, .pdf or .html file")
+        raise PlotPathError(path, "give a .png, .svg, .pdf or .html file")
     if not path.parent.exists():
-        raise UserError(f"--plot {path}: directory {path.parent} does not exist")
+        raise PlotPathError(path, f"directory {path.parent} does not exist")
     fig = figure(summaries, history)
     if suffix == ".html":
         buffer = io.BytesIO()

@@ -8,8 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import UserError
-from .store import Run
+from .store import RunRecord
 
 
 @dataclass
@@ -20,12 +19,12 @@ class ConfigSummary:
     config_id: str
     label: str
     kind: str
-    runs: list[Run]
+    runs: list[RunRecord]
     density: float | None
     pareto: bool = False
 
     @property
-    def done(self) -> list[Run]:
+    def done(self) -> list[RunRecord]:
         return [r for r in self.runs if r.status == "done" and r.final_acc is not None]
 
     @property
@@ -52,21 +51,14 @@ class ConfigSummary:
         return self.runs[0].config
 
 
-def parse_target(value: float) -> float:
-    """A target accuracy as a fraction: 0.9 and 90 both mean 90%."""
-    if not 0 < value <= 100:
-        raise UserError(f"--target-acc {value:g} is outside (0, 100]: give 0.91 or 91")
-    return value / 100 if value > 1 else value
-
-
-def summarize(runs: Sequence[Run]) -> list[ConfigSummary]:
+def summarize(runs: Sequence[RunRecord]) -> list[ConfigSummary]:
     """Group runs by sweep and configuration and mark the accuracy/density Pareto front."""
     groups: dict[tuple[str, str], ConfigSummary] = {}
     for run in runs:
-        key = (run.sweep.name, run.config_id)
+        key = (run.sweep, run.config_id)
         if key not in groups:
             groups[key] = ConfigSummary(
-                run.sweep.name, run.config_id, run.label, run.kind, [], run.density
+                run.sweep, run.config_id, run.label, run.kind, [], run.density
             )
         groups[key].runs.append(run)
     summaries = list(groups.values())
@@ -103,10 +95,10 @@ def best_for_target(
     return None, closest
 
 
-def run_json(run: Run) -> dict[str, Any]:
+def run_json(run: RunRecord) -> dict[str, Any]:
     return {
         "id": run.id,
-        "sweep": run.sweep.name,
+        "sweep": run.sweep,
         "label": run.label,
         "kind": run.kind,
         "config_id": run.config_id,
@@ -155,7 +147,7 @@ def _without_nulls(value: Any) -> Any:
     return value
 
 
-def search_history(runs: Sequence[Run]) -> list[tuple[int, float | None]] | None:
+def search_history(runs: Sequence[RunRecord]) -> list[tuple[int, float | None]] | None:
     """Best feasible density against trial number for the searched runs of the latest target
     (a study searches for one target), or None when nothing was searched."""
     trials = [r for r in runs if r.trial_number is not None and r.search_target is not None]

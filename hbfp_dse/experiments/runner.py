@@ -1,4 +1,4 @@
-"""Running a sweep: register its runs in the store, then let workers claim and train them.
+"""Running a sweep's runs: workers claim them from the store, train and record them.
 
 Each worker is a loop of claim → train → record. Every epoch is checkpointed to a directory
 all workers share, so a run taken over after a crash resumes from its last finished epoch;
@@ -8,37 +8,22 @@ dicts through ``emit`` (a queue's ``put`` when they are separate processes).
 
 from __future__ import annotations
 
-import contextlib
-import multiprocessing
-import platform
-import queue
-import socket
-import subprocess
 import threading
 import traceback
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from .. import __version__
-from ..cost.areas import UnitAreas
-from ..cost.plan import config_cost
 from ..errors import UserError
 from ..training.config import TrainConfig
 from ..training.data import DatasetPair
-from ..training.trainer import (
-    Callback,
-    EpochRecord,
-    RunResult,
-    load_config_data,
-    resolve_device,
-    train,
-)
-from .spec import PlannedRun, SweepSpec, expand
-from .store import Run, Store, sqlite_path, worker_name
+from ..training.devices import resolve_device
+from ..training.results import EpochRecord, RunResult
+from ..training.trainer import Callback, load_config_data, train
+from .store import RunRecord, RunStatus, Store, sqlite_path, worker_name
 
 Event = dict[str, Any]
 Emit = Callable[[Event], None]
@@ -68,72 +53,6 @@ def checkpoint_dir_for(store: Store, given: Path | None) -> Path:
     if path is not None:
         return path.with_suffix(".checkpoints")
     return Path("hbfp-checkpoints")
-
-
-def provenance(source: Path | None) -> dict[str, Any]:
-    commit, dirty = _git_state(source.parent if source else Path.cwd())
-    return {
-        "git_commit": commit,
-        "git_dirty": dirty,
-        "python_version": platform.python_version(),
-        "torch_version": torch.__version__,
-        "hbfp_version": __version__,
-        "host": socket.gethostname(),
-    }
-
-
-def _git_state(where: Path) -> tuple[str | None, bool | None]:
-    def git(*args: str) -> str:
-        return subprocess.run(
-            ["git", *args], cwd=where, capture_output=True, text=True, check=True, timeout=10
-        ).stdout.strip()
-
-    try:
-        commit = git("rev-parse", "HEAD")
-        dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
-    except (OSError, subprocess.SubprocessError):
-        return None, None
-    return commit, dirty
-
-
-def compress_schedule(epochs: Sequence[dict[str, str]]) -> list[dict[str, Any]]:
-    """Per-epoch formats as segments of equal epochs: ``[{epochs: [a, b], formats}]``,
-    epochs a..b inclusive, 0-based."""
-    segments: list[dict[str, Any]] = []
-    for epoch, formats in enumerate(epochs):
-        if segments and segments[-1]["formats"] == formats:
-            segments[-1]["epochs"][1] = epoch
-        else:
-            segments.append({"epochs": [epoch, epoch], "formats": dict(formats)})
-    return segments
-
-
-def run_fields(planned: PlannedRun, areas: UnitAreas | None = None) -> dict[str, Any]:
-    """The stored columns of a planned run, its modelled cost included."""
-    cost = config_cost(planned.config, areas)
-    return {
-        "run_hash": planned.run_hash,
-        "config_id": planned.config_id,
-        "label": planned.label,
-        "kind": planned.kind,
-        "config": planned.config.model_dump(mode="json"),
-        "seed": planned.config.seed,
-        "density": cost.cost.density_vs_fp32,
-        "density_vs_bf16": cost.cost.density_vs_bf16,
-        "mac_share": {str(k): v for k, v in cost.cost.mac_share.items()},
-        "schedule": compress_schedule(cost.schedule),
-    }
-
-
-def register_sweep(
-    store: Store, spec: SweepSpec, spec_yaml: str, source: Path | None, retry_failed: bool
-) -> tuple[int, list[int]]:
-    """Create or update the sweep and add its runs; everything is validated before any
-    write, so bad input leaves the store untouched."""
-    fields = [run_fields(run) for run in expand(spec)]
-    return store.register(
-        spec.name, spec_yaml, provenance(source), fields, retry_failed=retry_failed
-    )
 
 
 class _DataCache:
@@ -176,7 +95,7 @@ class _RecordEpochs:
     """The trainer callback that writes every epoch to the store and emits progress."""
 
     def __init__(
-        self, store: Store, run: Run, worker: str, device: str, emit: Emit, beat: _Heartbeat
+        self, store: Store, run: RunRecord, worker: str, device: str, emit: Emit, beat: _Heartbeat
     ) -> None:
         self.store, self.run, self.worker, self.device = store, run, worker, device
         self.emit, self.beat = emit, beat
@@ -227,7 +146,7 @@ class _RecordEpochs:
 
 def execute_run(
     store: Store,
-    run: Run,
+    run: RunRecord,
     worker: str,
     options: WorkerOptions,
     *,
@@ -262,7 +181,7 @@ def execute_run(
     if beat.lost:
         return None
     # A run stopped by a callback is a search trial pruned for missing its target.
-    status = {"stopped": "pruned"}.get(result.status, result.status)
+    status: RunStatus = "pruned" if result.status == "stopped" else result.status
     store.finish(
         run.id,
         status,
@@ -308,77 +227,3 @@ def work(
         summary.finished[status] = summary.finished.get(status, 0) + 1
     emit({"event": "idle", "worker": summary.worker})
     return summary
-
-
-def _worker_process(
-    url: str,
-    sweep_id: int,
-    options: WorkerOptions,
-    run_ids: Sequence[int] | None,
-    events: Any,
-) -> None:
-    store = Store(url, create=False)
-    try:
-        work(store, sweep_id, options, emit=events.put, run_ids=run_ids)
-    finally:
-        store.close()
-
-
-def run_workers(
-    store: Store,
-    sweep_id: int,
-    options: WorkerOptions,
-    workers: int,
-    *,
-    on_event: Emit = lambda event: None,
-    run_ids: Sequence[int] | None = None,
-) -> None:
-    """Run ``workers`` worker loops: in this process for one, else as spawned processes."""
-    if workers <= 1:
-        work(store, sweep_id, options, emit=on_event, run_ids=run_ids)
-    else:
-        options = split_threads(options, workers)
-        spawn_workers(_worker_process, (store.url, sweep_id, options, run_ids), workers, on_event)
-
-
-def split_threads(options: WorkerOptions, workers: int) -> WorkerOptions:
-    """Share this machine's torch threads among local worker processes."""
-    if options.threads is not None:
-        return options
-    return replace(options, threads=max(1, torch.get_num_threads() // workers))
-
-
-def spawn_workers(
-    target: Callable[..., None], args: tuple[Any, ...], workers: int, on_event: Emit
-) -> None:
-    """Run ``target(*args, events)`` in ``workers`` spawned processes, relaying the events
-    they put on the queue to ``on_event``. Ctrl-C reaches the children too (one process
-    group); each marks its run interrupted before it exits."""
-    context = multiprocessing.get_context("spawn")
-    events = context.Queue()
-    processes = [
-        context.Process(target=_quiet_interrupt, args=(target, *args, events))
-        for _ in range(workers)
-    ]
-    for process in processes:
-        process.start()
-    try:
-        while any(p.is_alive() for p in processes) or not events.empty():
-            try:
-                on_event(events.get(timeout=0.2))
-            except queue.Empty:
-                continue
-    finally:
-        for process in processes:
-            process.join(timeout=30)
-            if process.is_alive():
-                process.terminate()
-    failed = [p.exitcode for p in processes if p.exitcode not in (0, None)]
-    if failed:
-        raise UserError(f"{len(failed)} worker process(es) exited with codes {failed}")
-
-
-def _quiet_interrupt(target: Callable[..., None], *args: Any) -> None:
-    # The run is marked interrupted by the worker; the parent reports it.
-    with contextlib.suppress(KeyboardInterrupt):
-        target(*args)

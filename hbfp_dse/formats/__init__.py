@@ -1,7 +1,6 @@
-"""Number formats: parsing names and quantizing tensors (BRIEF §2)."""
+"""Number formats: parsing names and quantizing tensors (docs/formats.md)."""
 
-from .quantize import quantize
-from .spec import (
+from .definitions import (
     ROUNDINGS,
     ElementSpec,
     FloatFormat,
@@ -9,8 +8,10 @@ from .spec import (
     FormatError,
     HBFPFormat,
     MXFormat,
+    Rounding,
     parse_format,
 )
+from .quantize import quantize
 
 __all__ = [
     "ROUNDINGS",
@@ -20,6 +21,7 @@ __all__ = [
     "FormatError",
     "HBFPFormat",
     "MXFormat",
+    "Rounding",
     "parse_format",
     "quantize",
 ]

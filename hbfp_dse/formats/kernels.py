@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .spec import ElementSpec
+from .definitions import ElementSpec
 
 _INF = float("inf")
 _MIN_NORMAL = 2.0**-126
@@ -101,7 +101,7 @@ def hbfp(
     sub_block_size: int | None,
     micro_range: int,
 ) -> Tensor:
-    """HBFP quantization along dim 1 of [outer, L, inner] (BRIEF §2), or of a 4-D
+    """HBFP quantization along dim 1 of [outer, L, inner] (docs/formats.md), or of a 4-D
     [outer, L / B, B, inner] that the caller blocked (B = ``block_size``; one block shorter
     than B, [outer, 1, L, inner], only without sub-blocks).
 

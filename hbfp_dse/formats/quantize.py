@@ -13,7 +13,15 @@ import torch
 from torch import Tensor
 
 from . import kernels
-from .spec import ROUNDINGS, FloatFormat, Format, FormatError, HBFPFormat, MXFormat, parse_format
+from .definitions import (
+    ROUNDINGS,
+    FloatFormat,
+    Format,
+    FormatError,
+    HBFPFormat,
+    MXFormat,
+    parse_format,
+)
 
 Backend = Literal["auto", "eager", "compiled"]
 Kernel = Callable[[Tensor, Tensor | None], Tensor]

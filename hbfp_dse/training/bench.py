@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import statistics
 import time
 from dataclasses import dataclass
@@ -11,11 +10,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..emulation import QuantSpec, convert
-from .data import DATASET_INFO
+from ..emulation import apply_formats
+from .assembly import model_for
+from .config import TrainConfig
+from .devices import resolve_device
 from .models import build_model
 from .optim import OptimizerConfig, build_optimizer
-from .trainer import resolve_device
 
 
 @dataclass(frozen=True)
@@ -61,15 +61,28 @@ def benchmark_steps(
     CPU it makes the FP32 step of a CNN about twice as fast (and the emulated one too).
     """
     target = resolve_device(device)
-    info = DATASET_INFO[dataset or default_dataset(model)]
-    torch.manual_seed(seed)
+    config = TrainConfig.model_validate(
+        {
+            "model": model,
+            "dataset": dataset or default_dataset(model),
+            "schedule": fmt,
+            "blocking": blocking,
+            "seed": seed,
+        }
+    )
+    torch.manual_seed(config.seed)
+    # The emulated model is set up as the trainer sets it up; the plain one copies its weights.
+    built = model_for(config)
+    [formats] = config.schedule.build().resolve(built.layers, 1)
+    apply_formats(built.model, formats, config.quantization())
+    info = built.info
     plain = build_model(model, info.num_classes, info.in_channels, info.image_size)
-    emulated = convert(copy.deepcopy(plain), QuantSpec(fmt, blocking))
+    plain.load_state_dict(built.model.state_dict())  # conversion keeps the state-dict keys
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
-    images = torch.randn(batch_size, info.in_channels, info.image_size, info.image_size)
+    images = torch.randn(batch_size, *built.input_shape)
     images = images.to(target).contiguous(memory_format=memory_format)
     labels = torch.randint(0, info.num_classes, (batch_size,), device=target)
-    models = [m.to(target, memory_format=memory_format) for m in (plain, emulated)]
+    models = [m.to(target, memory_format=memory_format) for m in (plain, built.model)]
     optimizers = [build_optimizer(m, OptimizerConfig()) for m in models]
 
     def step(model: nn.Module, optimizer: torch.optim.Optimizer) -> float:

@@ -2,24 +2,24 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from ..emulation import Rule, Schedule
-from ..formats import parse_format
+from ..configfile import StrictModel, read_yaml, validate
+from ..emulation import Blocking, Quantization, Rule, Schedule
+from ..formats import Rounding, parse_format
+from .devices import DeviceError, check_device_name
 from .optim import LRScheduleConfig, OptimizerConfig
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
 
 def _format_name(name: str) -> str:
     return parse_format(name).name
 
 
-class RuleConfig(_Strict):
+class RuleConfig(StrictModel):
     """One schedule rule: ``format`` for the selected ``layers`` in the selected ``epochs``."""
 
     format: str
@@ -29,7 +29,7 @@ class RuleConfig(_Strict):
     _canonical = field_validator("format")(_format_name)
 
 
-class BoosterConfig(_Strict):
+class BoosterConfig(StrictModel):
     low: str = "hbfp4"
     high: str = "hbfp6"
     last_epochs: int = Field(1, ge=0)
@@ -37,24 +37,29 @@ class BoosterConfig(_Strict):
     _canonical = field_validator("low", "high")(_format_name)
 
 
-class ScheduleConfig(_Strict):
-    """Exactly one of: ``format`` (uniform), ``booster``, or ``rules`` (later rules win).
+def schedule_shorthand(value: Any) -> Any:
+    """The one shorthand grammar of schedules, in YAML and on the command line: a format name
+    (``hbfp4``) is uniform, ``booster`` or ``booster:LOW:HIGH:LAST_EPOCHS`` (trailing parts
+    optional) is Accuracy Booster, a list is the rules; anything else is the full mapping."""
+    if isinstance(value, list):
+        return {"rules": value}
+    if not isinstance(value, str):
+        return value
+    name, *parts = value.strip().split(":")
+    if name.lower() != "booster":
+        return {"format": value}
+    return {"booster": dict(zip(("low", "high", "last_epochs"), parts, strict=False))}
 
-    A bare format name stands for ``{format: NAME}``.
-    """
+
+class ScheduleConfig(StrictModel):
+    """Exactly one of: ``format`` (uniform), ``booster``, or ``rules`` (later rules win);
+    or a shorthand (:func:`schedule_shorthand`)."""
 
     format: str | None = None
     booster: BoosterConfig | None = None
     rules: list[RuleConfig] | None = None
 
-    @model_validator(mode="before")
-    @classmethod
-    def _shorthand(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            return {"format": value}
-        if isinstance(value, list):
-            return {"rules": value}
-        return value
+    _shorthand = model_validator(mode="before")(staticmethod(schedule_shorthand))
 
     @model_validator(mode="after")
     def _exactly_one(self) -> ScheduleConfig:
@@ -67,6 +72,17 @@ class ScheduleConfig(_Strict):
         if self.format is not None:
             self.format = _format_name(self.format)
         return self
+
+    @property
+    def short_name(self) -> str | None:
+        """The shorthand that writes this schedule, where there is one."""
+        if self.format is not None:
+            return self.format
+        if self.booster is None:
+            return None
+        b = self.booster
+        default = BoosterConfig()
+        return "booster" if b == default else f"booster:{b.low}:{b.high}:{b.last_epochs}"
 
     def build(self) -> Schedule:
         if self.format is not None:
@@ -86,7 +102,7 @@ class ScheduleConfig(_Strict):
         )
 
 
-class TrainConfig(_Strict):
+class TrainConfig(StrictModel):
     """Everything that defines one training run. Defaults: the small CNN on mnist-5k."""
 
     model: str = "cnn"
@@ -104,9 +120,9 @@ class TrainConfig(_Strict):
     lr_schedule: LRScheduleConfig = Field(default_factory=LRScheduleConfig)
 
     schedule: ScheduleConfig = Field(default_factory=lambda: ScheduleConfig(format="fp32"))
-    blocking: Literal["reduction", "reference"] = "reduction"
-    forward_rounding: Literal["nearest", "stochastic"] = "nearest"
-    backward_rounding: Literal["nearest", "stochastic"] = "nearest"
+    blocking: Blocking = "reduction"
+    forward_rounding: Rounding = "nearest"
+    backward_rounding: Rounding = "nearest"
     weight_storage: str | None = None
     quantize_attention: bool = False  # also the matmuls inside nn.MultiheadAttention
 
@@ -114,6 +130,10 @@ class TrainConfig(_Strict):
     device: str = "auto"
     deterministic: bool = False
     channels_last: bool = False
+
+    def quantization(self) -> Quantization:
+        """How every quantized layer blocks and rounds, whatever its format."""
+        return Quantization(self.blocking, self.forward_rounding, self.backward_rounding)
 
     def data_key(self) -> tuple[Any, ...]:
         """The fields that decide which data a run sees (runs sharing it share one load)."""
@@ -134,8 +154,21 @@ class TrainConfig(_Strict):
     @field_validator("device")
     @classmethod
     def _device(cls, value: str) -> str:
-        if value not in ("auto", "cpu") and not (
-            value == "cuda" or (value.startswith("cuda:") and value[5:].isdigit())
-        ):
-            raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {value!r}")
-        return value
+        try:
+            return check_device_name(value)
+        except DeviceError as err:
+            raise ValueError(err.reason) from None
+
+
+def load_train_config(path: Path | None, overrides: Mapping[str, Any]) -> TrainConfig:
+    """A training YAML file (or none) with values given elsewhere (the command line) on top;
+    ``None`` values are not given. ``lr`` is the optimizer's peak learning rate."""
+    data = read_yaml(path) if path is not None else {}
+    source = str(path) if path is not None else "command line"
+    given = {key: value for key, value in overrides.items() if value is not None}
+    if isinstance(data, dict):
+        if "lr" in given:
+            optimizer = data.get("optimizer")
+            data = {**data, "optimizer": {**(optimizer or {}), "lr": given.pop("lr")}}
+        data = {**data, **given}
+    return validate(TrainConfig, data, source)

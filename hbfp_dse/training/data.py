@@ -58,6 +58,20 @@ _IDX_FILES = {
 class DatasetNotFoundError(UserError):
     """A dataset is not where it was looked for (or could not be downloaded)."""
 
+    def __init__(self, name: str, looked_in: list[Path], root: Path, cause: str) -> None:
+        how = [
+            "set data_dir: DIR (the root holding it in torchvision's layout)",
+            f"or set download: true (torchvision downloads it into {root})",
+        ]
+        if name == "fashion-mnist":
+            how.insert(1, "or apt-get install dataset-fashion-mnist (Debian)")
+        places = ", ".join(str(p) for p in looked_in)
+        super().__init__(
+            f"dataset {name!r} not found ({cause}); looked in: {places}; to get it: "
+            + ", ".join(how)
+        )
+        self.name, self.looked_in, self.root, self.cause = name, looked_in, root, cause
+
 
 @dataclass(frozen=True)
 class DatasetInfo:
@@ -339,19 +353,6 @@ def _torchvision_split(name: str, root: Path, train: bool, download: bool) -> Im
     return ImageSplit(mnist.data.unsqueeze(1).contiguous(), mnist.targets.to(torch.int64))
 
 
-def _not_found(name: str, looked_in: list[Path], root: Path, cause: str) -> DatasetNotFoundError:
-    how = [
-        "pass --data-dir DIR (root holding it in torchvision's layout)",
-        f"or set download: true (torchvision downloads it into {root})",
-    ]
-    if name == "fashion-mnist":
-        how.insert(1, "or apt-get install dataset-fashion-mnist (Debian)")
-    places = ", ".join(str(p) for p in looked_in)
-    return DatasetNotFoundError(
-        f"dataset {name!r} not found ({cause}); looked in: {places}; to get it: {', '.join(how)}"
-    )
-
-
 def _torchvision_pair(name: str, root: Path, download: bool) -> tuple[ImageSplit, ImageSplit]:
     train = _torchvision_split(name, root, True, download)
     return train, _torchvision_split(name, root, False, download)
@@ -378,11 +379,11 @@ def _load_torchvision(
             if _has_idx_files(directory):
                 return _idx_split(directory, True), _idx_split(directory, False)
     if not download:
-        raise _not_found(name, looked_in, tv_root, "not found or corrupted")
+        raise DatasetNotFoundError(name, looked_in, tv_root, "not found or corrupted")
     try:
         return _torchvision_pair(name, tv_root, download=True)
     except (RuntimeError, OSError) as err:
-        raise _not_found(name, looked_in, tv_root, f"download failed: {err}") from err
+        raise DatasetNotFoundError(name, looked_in, tv_root, f"download failed: {err}") from err
 
 
 def load_dataset(

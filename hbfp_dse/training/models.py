@@ -109,8 +109,8 @@ class CifarResNet(nn.Module):
 
 
 class SmallCNN(nn.Module):
-    """Small CNN for 28x28 inputs (BRIEF §5): two [3x3 conv, BN, ReLU, 2x2 max-pool] layers with
-    16 and 32 channels, then one linear layer."""
+    """Small CNN for 28x28 inputs (docs/training.md): two [3x3 conv, BN, ReLU, 2x2 max-pool]
+    layers with 16 and 32 channels, then one linear layer."""
 
     def __init__(self, num_classes: int, in_channels: int = 1, image_size: int = 28) -> None:
         super().__init__()

@@ -1,4 +1,4 @@
-"""Optimizers and learning-rate schedules (BRIEF §1 recipe expressible as configuration)."""
+"""Optimizers and learning-rate schedules (the recipes of docs/training.md as configuration)."""
 
 from __future__ import annotations
 
@@ -7,13 +7,13 @@ from collections.abc import Callable
 from typing import Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 from torch import nn
 
+from ..configfile import StrictModel
 
-class OptimizerConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
+class OptimizerConfig(StrictModel):
     name: Literal["sgd", "adamw"] = "sgd"
     lr: float = Field(0.1, gt=0)
     momentum: float = Field(0.9, ge=0, lt=1)
@@ -22,12 +22,10 @@ class OptimizerConfig(BaseModel):
     betas: tuple[float, float] = (0.9, 0.999)
 
 
-class LRScheduleConfig(BaseModel):
+class LRScheduleConfig(StrictModel):
     """Linear warm-up, then ``constant``, ``step`` (x ``gamma`` at each milestone epoch),
     ``cosine`` (to zero at the last epoch) or ``onecycle`` (up over ``warmup_epochs`` or
     30% of training, then cosine down to zero)."""
-
-    model_config = ConfigDict(extra="forbid")
 
     name: Literal["constant", "step", "cosine", "onecycle"] = "onecycle"
     warmup_epochs: float = Field(0.0, ge=0)

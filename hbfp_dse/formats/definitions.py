@@ -1,4 +1,4 @@
-"""Format objects and the parser for the names users type (BRIEF §2)."""
+"""Format objects and the parser for the names users type (docs/formats.md)."""
 
 from __future__ import annotations
 
@@ -91,7 +91,7 @@ class FloatFormat:
 
 @dataclass(frozen=True)
 class HBFPFormat:
-    """Block floating point: ``block_size`` values share one exponent (BRIEF §2).
+    """Block floating point: ``block_size`` values share one exponent (docs/formats.md).
 
     ``mantissa_bits`` counts the sign. With ``sub_block_size`` set, every sub-block
     takes its own exponent at most ``2**micro_exp_bits - 1`` below the block's.

@@ -7,7 +7,7 @@ from enum import Enum
 from typing import Literal
 
 from ..errors import UserError
-from ..formats import ROUNDINGS, FloatFormat, Format, parse_format
+from ..formats import ROUNDINGS, FloatFormat, Format, Rounding, parse_format
 
 Blocking = Literal["reduction", "reference"]
 BLOCKINGS: tuple[str, ...] = ("reduction", "reference")
@@ -40,8 +40,8 @@ class QuantSpec:
 
     fmt: Format
     blocking: Blocking = "reduction"
-    forward_rounding: str = "nearest"
-    backward_rounding: str = "nearest"
+    forward_rounding: Rounding = "nearest"
+    backward_rounding: Rounding = "nearest"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "fmt", parse_format(self.fmt))
@@ -62,3 +62,17 @@ class QuantSpec:
 
     def rounding(self, operand: Operand) -> str:
         return self.backward_rounding if operand.is_gradient else self.forward_rounding
+
+
+@dataclass(frozen=True)
+class Quantization:
+    """How a run blocks and rounds its GEMM operands, whatever format each layer uses."""
+
+    blocking: Blocking = "reduction"
+    forward_rounding: Rounding = "nearest"
+    backward_rounding: Rounding = "nearest"
+
+    def spec(self, fmt: Format | str) -> QuantSpec | None:
+        """The layer's specification in ``fmt``; None for FP32 (the layer runs unquantized)."""
+        spec = QuantSpec(fmt, self.blocking, self.forward_rounding, self.backward_rounding)
+        return None if spec.is_identity else spec

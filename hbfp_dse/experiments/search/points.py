@@ -1,0 +1,171 @@
+"""Points of a search space: the layer groups of a model, the trial parameters and their
+choices, the configuration a set of parameters stands for, and the anchors tried first.
+
+Each choice is one categorical parameter, named ``mantissa_bits[<group>]``,
+``block_size[<group>]``, ``boost_last_epochs``, ``sub_block`` (``None``: one scaling level)
+and ``rounding``.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import math
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from ...errors import UserError
+from ...formats import parse_format
+from ...training.config import TrainConfig
+from ..space import LayerFormat, Point, hbfp_name, point_config
+from .space import Choices, SearchSpace
+
+ParamValue = int | str | None
+Params = dict[str, ParamValue]
+
+
+@dataclass(frozen=True)
+class LayerGroup:
+    """Layers that share one format per trial; ``label`` names its parameters."""
+
+    label: str
+    selectors: tuple[str, ...]  # schedule layer selectors
+    choices: Choices
+
+    @property
+    def mantissa_param(self) -> str:
+        return f"mantissa_bits[{self.label}]"
+
+    @property
+    def block_param(self) -> str:
+        return f"block_size[{self.label}]"
+
+
+def layer_groups(space: SearchSpace, layer_names: Sequence[str]) -> list[LayerGroup]:
+    """The groups in rule order: middle groups, then first, then last (later rules win, so the
+    first and last layers take their own formats even where a middle glob matches them)."""
+    if not layer_names:
+        raise UserError("the model has no quantized layers to search over")
+    middle = list(layer_names[1:-1])
+    globs = _auto_globs(middle) if space.middle.groups == "auto" else space.middle.groups
+    _check_cover(globs, middle)
+    groups = [LayerGroup(glob, (glob,), space.middle) for glob in globs]
+    return [
+        *groups,
+        LayerGroup("first", ("first",), space.first),
+        LayerGroup("last", ("last",), space.last),
+    ]
+
+
+def _auto_globs(names: Sequence[str]) -> list[str]:
+    # A quantized layer has no quantized children, so a dotted prefix never names a layer.
+    prefixes = dict.fromkeys(name.split(".")[0] for name in names)
+    return [p if p in names else f"{p}.*" for p in prefixes]
+
+
+def _listing(names: Sequence[str]) -> str:
+    return f"{', '.join(names[:6])}{', ...' if len(names) > 6 else ''}"
+
+
+def _check_cover(globs: Sequence[str], middle: Sequence[str]) -> None:
+    for glob in globs:
+        if not any(fnmatch.fnmatchcase(name, glob) for name in middle):
+            raise UserError(
+                f"search.middle.groups: {glob!r} matches none of the middle layers "
+                f"({_listing(middle)})"
+            )
+    missed = [n for n in middle if not any(fnmatch.fnmatchcase(n, g) for g in globs)]
+    if missed:
+        raise UserError(
+            f"search.middle.groups leave layers without a group: {_listing(missed)}; "
+            "add a glob such as '*'"
+        )
+
+
+def param_choices(space: SearchSpace, groups: Sequence[LayerGroup]) -> dict[str, list[ParamValue]]:
+    """Every trial parameter and its choices; the search and a grid over it share these."""
+    choices: dict[str, list[ParamValue]] = {}
+    for group in groups:
+        choices[group.mantissa_param] = list(group.choices.mantissa_bits)
+        choices[group.block_param] = list(group.choices.block_size)
+    choices["boost_last_epochs"] = list(space.boost_last_epochs)
+    choices["sub_block"] = list(space.sub_blocks)
+    choices["rounding"] = [r.label for r in space.rounding]
+    return choices
+
+
+def space_size(choices: dict[str, list[ParamValue]]) -> int:
+    return math.prod(len(values) for values in choices.values())
+
+
+def params_point(params: Params, space: SearchSpace, groups: Sequence[LayerGroup]) -> Point:
+    """The point that trial parameters stand for. Boosted epochs raise a group to
+    ``boost_format`` only where that is wider than the group's own mantissa."""
+    boost_bits = parse_format(space.boost_format).mantissa_bits
+    sub_block = params["sub_block"]
+    if sub_block is not None and not isinstance(sub_block, int):
+        raise TypeError(f"parameter sub_block must be an integer or None, got {sub_block!r}")
+    rules: list[LayerFormat] = []
+    for group in groups:
+        mantissa = _int(params, group.mantissa_param)
+        fmt = hbfp_name(mantissa, _int(params, group.block_param), sub_block)
+        rules.append(LayerFormat(fmt, group.selectors))
+        if mantissa < boost_bits:
+            rules.append(LayerFormat(space.boost_format, group.selectors, boosted=True))
+    rounding = space.rounding_named(str(params["rounding"]))
+    return Point(tuple(rules), _int(params, "boost_last_epochs"), rounding)
+
+
+def config_from_params(
+    params: Params, space: SearchSpace, groups: Sequence[LayerGroup], base: TrainConfig
+) -> TrainConfig:
+    """The training configuration of one point of the space."""
+    return point_config(params_point(params, space, groups), base)
+
+
+def _int(params: Params, name: str) -> int:
+    value = params[name]
+    if not isinstance(value, int):
+        raise TypeError(f"parameter {name} must be an integer, got {value!r}")
+    return value
+
+
+# Anchors: (mantissa of the first layer, of the middle groups, of the last layer, boosted epochs).
+ANCHORS: dict[str, tuple[int, int, int, int]] = {
+    "hbfp8": (8, 8, 8, 0),
+    "hbfp6": (6, 6, 6, 0),
+    "booster": (6, 4, 6, 1),
+}
+
+
+def anchor_params(space: SearchSpace, groups: Sequence[LayerGroup]) -> dict[str, Params]:
+    """The known-good points, as trial parameters. An anchor is defined by its mantissa widths:
+    where a group cannot take its width the anchor is skipped with a warning. Its other settings
+    take the nearest choice: block size nearest 64 (in log2), boosted epochs nearest the
+    anchor's, one scaling level or else the largest sub-block, nearest rounding or else the
+    first choice."""
+    choices = param_choices(space, groups)
+    anchors = {}
+    for name, (first, middle, last, boost) in ANCHORS.items():
+        widths = {g.label: {"first": first, "last": last}.get(g.label, middle) for g in groups}
+        missing = [g.label for g in groups if widths[g.label] not in g.choices.mantissa_bits]
+        if missing:
+            warnings.warn(
+                f"search anchor {name!r} skipped: no mantissa width "
+                f"{', '.join(f'{widths[g]} for {g}' for g in missing)} in the space",
+                stacklevel=2,
+            )
+            continue
+        params: Params = {}
+        for group in groups:
+            params[group.mantissa_param] = widths[group.label]
+            params[group.block_param] = min(
+                group.choices.block_size, key=lambda b: abs(math.log2(b / 64))
+            )
+        params["boost_last_epochs"] = min(space.boost_last_epochs, key=lambda n: abs(n - boost))
+        params["sub_block"] = max(choices["sub_block"], key=lambda s: math.inf if s is None else s)
+        params["rounding"] = (
+            "nearest" if "nearest" in choices["rounding"] else choices["rounding"][0]
+        )
+        anchors[name] = params
+    return anchors

@@ -1,0 +1,221 @@
+"""The search's trials as runs of the store: every trial trains through the sweep runner, so
+``report`` and ``best`` see searched schedules beside the grid, and a trial that repeats an
+already stored configuration reuses its result instead of training again."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial
+
+from ...errors import UserError
+from ...training.config import TrainConfig
+from ..processes import spawn_workers, split_threads
+from ..registration import new_run, provenance
+from ..runner import DATA_CACHE, Emit, WorkerOptions, execute_run
+from ..store import FINISHED_STATUSES, RunRecord, Store, worker_name
+from ..sweepfile import PlannedRun, SweepSpec
+from .pruning import make_pruner
+from .space import SearchSpace
+from .study import (
+    best_feasible_trial,
+    create_study,
+    evaluated_trials,
+    run_search,
+    search_history,
+)
+
+
+class NoSearchSectionError(UserError):
+    """A sweep file without the ``search:`` section a search needs."""
+
+    def __init__(self, sweep: str) -> None:
+        super().__init__(f"sweep {sweep!r} has no 'search:' section to search")
+        self.sweep = sweep
+
+
+@dataclass(frozen=True)
+class SearchJob:
+    """One search: the sweep it stores its trials in, its space, target and budget."""
+
+    spec: SweepSpec
+    spec_yaml: str
+    source: Path | None
+    space: SearchSpace
+    target: float
+    study_name: str
+    trials: int | None = None
+    timeout: float | None = None
+
+    @classmethod
+    def for_sweep(
+        cls,
+        spec: SweepSpec,
+        spec_yaml: str,
+        source: Path | None,
+        target: float,
+        study_name: str | None = None,
+        trials: int | None = None,
+        timeout: float | None = None,
+    ) -> SearchJob:
+        """The search of a sweep file's ``search:`` section; the study is named
+        ``NAME@TARGET`` unless given."""
+        if spec.search is None:
+            raise NoSearchSectionError(spec.name)
+        name = study_name or f"{spec.name}@{target:g}"
+        return cls(spec, spec_yaml, source, spec.search, target, name, trials, timeout)
+
+    @property
+    def total_trials(self) -> int:
+        return self.trials or self.space.trials
+
+
+@dataclass(frozen=True)
+class BestTrial:
+    number: int
+    accuracy: float
+    density: float
+    schedule: dict[str, Any]
+    params: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class SearchOutcome:
+    """What a study holds after a search: evaluated trials, the best feasible one and the
+    best density against trial number."""
+
+    study_name: str
+    target: float
+    evaluated: int
+    best: BestTrial | None
+    history: list[tuple[int, float | None]]
+
+
+def study_outcome(study: optuna.Study, target: float) -> SearchOutcome:
+    best = best_feasible_trial(study)
+    return SearchOutcome(
+        study_name=study.study_name,
+        target=target,
+        evaluated=evaluated_trials(study),
+        best=None if best is None else _best(best),
+        history=search_history(study),
+    )
+
+
+def _best(trial: FrozenTrial) -> BestTrial:
+    return BestTrial(
+        number=trial.number,
+        accuracy=float(trial.user_attrs["accuracy"]),
+        density=float(trial.user_attrs["density"]),
+        schedule=trial.user_attrs["schedule"],
+        params=dict(trial.params),
+    )
+
+
+class _StoreObjective:
+    """Train (or look up) the trial's configuration as a run of the search's sweep."""
+
+    def __init__(
+        self, store: Store, sweep_id: int, job: SearchJob, options: WorkerOptions, emit: Emit
+    ) -> None:
+        self.store, self.sweep_id, self.job = store, sweep_id, job
+        self.options, self.emit = options, emit
+        self.worker = worker_name()
+
+    def __call__(self, trial: optuna.Trial, config: TrainConfig) -> tuple[float, float]:
+        label = f"t{trial.number} {trial.user_attrs['label']}"[:200]
+        planned = new_run(PlannedRun(label, "search", config))
+        planned = replace(planned, trial_number=trial.number, search_target=self.job.target)
+        (run_id,) = self.store.add_runs(self.sweep_id, [planned])
+        self.store.adopt_trial(run_id, trial.number, self.job.target)
+        run = self._settled_run(run_id, trial)
+        accuracy = run.final_acc if run.status in ("done", "pruned") else None
+        return (accuracy if accuracy is not None else float("nan")), float(run.density or 0.0)
+
+    def _settled_run(self, run_id: int, trial: optuna.Trial) -> RunRecord:
+        trained = False  # training emits its own progress; a reused result emits here
+        while True:
+            run = self.store.run(run_id)
+            if run.status in FINISHED_STATUSES:
+                if not trained:
+                    self._emit_reused(run)
+                return run
+            claimed = self.store.claim(
+                self.sweep_id, self.worker, stale_after=self.options.stale_after, run_ids=[run_id]
+            )
+            if claimed is None:  # another worker trains it: wait for its result
+                time.sleep(5)
+                continue
+            trained = True
+            pruner = make_pruner(trial, self.job.space, TrainConfig.model_validate(claimed.config))
+            execute_run(
+                self.store,
+                claimed,
+                self.worker,
+                self.options,
+                emit=self.emit,
+                callbacks=[pruner] if pruner is not None else (),
+                data_cache=DATA_CACHE,
+            )
+
+    def _emit_reused(self, run: RunRecord) -> None:
+        self.emit(
+            {
+                "event": "finish",
+                "worker": self.worker,
+                "run_id": run.id,
+                "status": run.status,
+                "accuracy": run.final_acc,
+            }
+        )
+
+
+def prepare(store: Store, job: SearchJob) -> int:
+    """Check the data, create or check the study, and register the sweep (without its grid
+    runs) so that trials can be stored under it. The study is made here, once, because
+    processes that create Optuna's tables at the same time collide."""
+    DATA_CACHE.get(job.spec.base)  # a missing dataset stops us before anything is written
+    create_study(store.url, job.study_name, job.space, job.target)
+    sweep_id, _ = store.register(job.spec.name, job.spec_yaml, provenance(job.source), [])
+    return sweep_id
+
+
+def search_worker(
+    store: Store, sweep_id: int, job: SearchJob, options: WorkerOptions, emit: Emit
+) -> None:
+    study = create_study(store.url, job.study_name, job.space, job.target)
+    objective = _StoreObjective(store, sweep_id, job, options, emit)
+    run_search(study, job.space, job.spec.base, objective, job.trials, job.timeout)
+
+
+def _search_process(
+    url: str, sweep_id: int, job: SearchJob, options: WorkerOptions, events: Any
+) -> None:
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # the parent shows progress
+    store = Store(url, create=False)
+    try:
+        search_worker(store, sweep_id, job, options, events.put)
+    finally:
+        store.close()
+
+
+def run_search_workers(
+    store: Store,
+    sweep_id: int,
+    job: SearchJob,
+    options: WorkerOptions,
+    workers: int,
+    on_event: Emit,
+) -> SearchOutcome:
+    """Search with ``workers`` processes sharing one study; return what the study holds."""
+    if workers <= 1:
+        search_worker(store, sweep_id, job, options, on_event)
+    else:
+        options = split_threads(options, workers)
+        spawn_workers(_search_process, (store.url, sweep_id, job, options), workers, on_event)
+    study = optuna.load_study(study_name=job.study_name, storage=store.url)
+    return study_outcome(study, job.target)

@@ -1,0 +1,165 @@
+"""Opening a database as the results store: recognise it as ours, create our tables, or bring
+them to the newest revision with Alembic.
+
+Alembic runs from code on the store's own connection (no alembic.ini) and keeps its revision
+in ``hbfp_alembic_version``: Optuna keeps its own in ``alembic_version`` in the same database.
+Databases from before Alembic carry ``hbfp_meta.schema_version`` 2 and no revision; they are
+stamped at the baseline revision, which is that schema, and upgraded like any other.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import cache
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import func, insert, inspect, select
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+
+from .errors import (
+    ForeignDatabaseError,
+    NewerDatabaseError,
+    NoResultsError,
+    SchemaVersionError,
+    StoreError,
+)
+from .schema import PREFIX, Base, MetaRow
+
+MIGRATIONS = Path(__file__).with_name("migrations")
+VERSION_TABLE = PREFIX + "alembic_version"
+APPLICATION = "hbfp-dse"
+# hbfp_meta's schema_version: 2, the last schema before Alembic, is the baseline revision;
+# every later change is a revision and leaves it at 2.
+SCHEMA_VERSION = 2
+BASELINE = "0001"
+# The PostgreSQL advisory lock held while creating or upgrading the tables ("hbfp" in ASCII).
+LOCK_KEY = 0x68626670
+# Optuna's own tables, which may share the database with ours.
+OPTUNA_TABLES = frozenset(
+    {
+        "studies",
+        "study_directions",
+        "study_user_attributes",
+        "study_system_attributes",
+        "trials",
+        "trial_params",
+        "trial_values",
+        "trial_intermediate_values",
+        "trial_user_attributes",
+        "trial_system_attributes",
+        "trial_heartbeats",
+        "version_info",
+        "alembic_version",
+    }
+)
+
+
+def include_name(name: str | None, type_: str, parent_names: object) -> bool:
+    """Alembic's filter when it compares schemas: our tables only, not Optuna's."""
+    return type_ != "table" or (name or "").startswith(PREFIX)
+
+
+def alembic_config(connection: Connection) -> Config:
+    """Alembic's configuration for our revisions, run on ``connection`` (see env.py)."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["connection"] = connection
+    return config
+
+
+@cache
+def revisions() -> ScriptDirectory:
+    return ScriptDirectory(str(MIGRATIONS))
+
+
+def open_schema(engine: Engine, url: str, *, create: bool) -> None:
+    """Make sure ``engine``'s database holds our tables at the head revision; ``create=False``
+    refuses a database without them. ``url`` (password hidden) names it in errors."""
+    try:
+        tables = set(inspect(engine).get_table_names())
+    except DBAPIError as err:
+        raise StoreError(url, f"cannot open database {url}: {_first_line(err)}") from None
+    if MetaRow.__tablename__ not in tables:
+        foreign = sorted(tables - OPTUNA_TABLES)
+        if foreign:
+            raise ForeignDatabaseError(url, foreign[0])
+        if not create:
+            raise NoResultsError(url)
+        _create(engine, url)
+    _check_meta(engine, url)
+    _upgrade(engine, url)
+
+
+def _create(engine: Engine, url: str) -> None:
+    try:
+        with _locked(engine) as connection:
+            if inspect(connection).has_table(MetaRow.__tablename__):
+                return  # another process was first
+            Base.metadata.create_all(connection)
+            connection.execute(
+                insert(MetaRow),
+                [
+                    {"key": "application", "value": APPLICATION},
+                    {"key": "schema_version", "value": str(SCHEMA_VERSION)},
+                ],
+            )
+            command.stamp(alembic_config(connection), "head")
+    except SQLAlchemyError as err:
+        raise StoreError(url, f"cannot create tables in {url}: {_first_line(err)}") from None
+
+
+def _check_meta(engine: Engine, url: str) -> None:
+    with engine.connect() as connection:
+        values = dict(connection.execute(select(MetaRow.key, MetaRow.value)).all())
+    if values.get("application") != APPLICATION:
+        raise ForeignDatabaseError(url, None)
+    version = int(values.get("schema_version", "0"))
+    if version != SCHEMA_VERSION:
+        raise SchemaVersionError(url, version, SCHEMA_VERSION)
+
+
+def _upgrade(engine: Engine, url: str) -> None:
+    head = revisions().get_current_head()
+    with engine.connect() as connection:
+        if _current(connection, url) == head:
+            return  # the usual case, and it writes nothing
+    try:
+        with _locked(engine) as connection:
+            config = alembic_config(connection)
+            if _current(connection, url) is None:  # from before Alembic
+                command.stamp(config, BASELINE)
+            command.upgrade(config, "head")
+    except SQLAlchemyError as err:
+        raise StoreError(url, f"cannot upgrade {url}: {_first_line(err)}") from None
+
+
+def _current(connection: Connection, url: str) -> str | None:
+    """The database's revision, None before Alembic; a revision we do not know is refused."""
+    context = MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE})
+    current = context.get_current_revision()
+    known = {script.revision for script in revisions().walk_revisions()}
+    if current is not None and current not in known:
+        raise NewerDatabaseError(url, current, revisions().get_current_head() or "")
+    return current
+
+
+@contextmanager
+def _locked(engine: Engine) -> Iterator[Connection]:
+    """A transaction holding the database's write lock, so that processes opening the store
+    at once create or upgrade it once: the others find the work done."""
+    with engine.begin() as connection:
+        if connection.dialect.name == "sqlite":
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+        elif connection.dialect.name == "postgresql":
+            connection.execute(select(func.pg_advisory_xact_lock(LOCK_KEY)))
+        yield connection
+
+
+def _first_line(err: Exception) -> str:
+    return str(getattr(err, "orig", None) or err).strip().splitlines()[0]

@@ -1,0 +1,90 @@
+"""What enters and leaves the results store: frozen plain values, no database objects."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+from ...training.results import EpochRecord
+
+# ``pruned``: a search trial stopped early because it could no longer reach the target.
+RunStatus = Literal["pending", "running", "done", "failed", "diverged", "interrupted", "pruned"]
+# A finished run is never claimed again (``--retry-failed`` makes failed runs pending first).
+FINISHED_STATUSES: frozenset[RunStatus] = frozenset({"done", "failed", "diverged", "pruned"})
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """Where and with what a sweep was registered."""
+
+    git_commit: str | None
+    git_dirty: bool | None
+    python_version: str
+    torch_version: str
+    hbfp_version: str
+    host: str
+
+
+@dataclass(frozen=True)
+class NewRun:
+    """A planned run as it is registered: what it trains and what it is modelled to cost."""
+
+    run_hash: str
+    config_id: str
+    label: str
+    kind: str  # baseline, grid or search
+    config: dict[str, Any]
+    seed: int
+    density: float
+    density_vs_bf16: float
+    mac_share: dict[str, float]
+    schedule: list[dict[str, Any]]  # segments of equal formats: [{epochs: [a, b], formats}]
+    trial_number: int | None = None
+    search_target: float | None = None
+
+
+@dataclass(frozen=True)
+class SweepRecord(Provenance):
+    """A stored sweep: its name, the resolved file and where it was registered."""
+
+    id: int
+    name: str
+    spec_yaml: str
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """A stored run; ``sweep`` is its sweep's name. ``epochs`` is empty unless the run was
+    read with its epochs."""
+
+    id: int
+    sweep_id: int
+    sweep: str
+    run_hash: str
+    config_id: str
+    label: str
+    kind: str
+    config: dict[str, Any]
+    seed: int
+    status: RunStatus
+    trial_number: int | None
+    search_target: float | None
+    device: str | None
+    worker: str | None
+    attempts: int
+    resumed_from_epoch: int | None
+    heartbeat_at: datetime | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    final_acc: float | None
+    best_acc: float | None
+    density: float | None
+    density_vs_bf16: float | None
+    mac_share: dict[str, Any] | None
+    schedule: list[Any] | None
+    error: str | None
+    epochs: tuple[EpochRecord, ...]

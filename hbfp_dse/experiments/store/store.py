@@ -1,0 +1,394 @@
+"""The results store: sweeps, runs and epochs in any SQLAlchemy database, read and written as
+the plain records of ``records.py``.
+
+Workers claim runs atomically: ``SELECT ... FOR UPDATE SKIP LOCKED`` on PostgreSQL, a single
+conditional ``UPDATE`` on SQLite (whose writers are serialised). A running run whose heartbeat
+is older than ``stale_after`` seconds, or whose worker process on this host is gone, is
+reclaimed by the next worker.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, fields
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import create_engine, delete, event, func, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+from sqlalchemy.orm import Session, aliased, joinedload, selectinload
+
+from ...training.results import EpochRecord
+from .errors import NoDatabaseError, StoreError, UnknownRunError, UnknownSweepError
+from .migrate import open_schema
+from .records import FINISHED_STATUSES, NewRun, Provenance, RunRecord, RunStatus, SweepRecord
+from .schema import Base, EpochRow, RunRow, SweepRow, utcnow
+
+DEFAULT_URL = "sqlite:///results.db"
+ENV_URL = "HBFP_DSE_DB"
+_RUN_COLUMNS = [f.name for f in fields(RunRecord) if f.name not in ("sweep", "epochs")]
+
+
+def resolve_url(url: str | None) -> str:
+    return url or os.environ.get(ENV_URL) or DEFAULT_URL
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The file of a SQLite URL, or None for other databases and in-memory SQLite."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    return Path(parsed.database)
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+class Store:
+    """One results database, created or upgraded to the newest schema on opening.
+    ``create=False`` refuses a database without results, and never creates a missing SQLite
+    file, so that reading commands leave nothing behind."""
+
+    def __init__(self, url: str | None = None, *, create: bool = True) -> None:
+        self.url = resolve_url(url)
+        try:
+            parsed = make_url(self.url)
+        except ArgumentError:
+            raise StoreError(
+                self.url, f"database URL {self.url!r} is not a valid SQLAlchemy URL"
+            ) from None
+        path = sqlite_path(self.url)
+        if path is not None and not path.exists():
+            if not create:
+                raise NoDatabaseError(self.url, path)
+            if not path.parent.is_dir():
+                raise StoreError(self.url, f"{self.url}: directory {path.parent} does not exist")
+        self.engine = self._connect(parsed.get_backend_name())
+        open_schema(self.engine, self.safe_url, create=create)
+        self._use_wal()
+
+    def _connect(self, backend: str) -> Engine:
+        kwargs: dict[str, Any] = {}
+        if backend == "sqlite":
+            kwargs["connect_args"] = {"timeout": 60}
+        else:
+            kwargs["pool_pre_ping"] = True
+        try:
+            engine = create_engine(self.url, **kwargs)
+        except (NoSuchModuleError, ImportError, ArgumentError) as err:
+            raise StoreError(self.safe_url, f"cannot use database {self.safe_url}: {err}") from None
+        if backend == "sqlite":
+            event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+
+    @property
+    def safe_url(self) -> str:
+        return make_url(self.url).render_as_string(hide_password=True)
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.engine.dialect.name == "sqlite"
+
+    def _use_wal(self) -> None:
+        if self.is_sqlite:
+            with self.engine.connect() as connection:
+                connection.exec_driver_sql("PRAGMA journal_mode=WAL").scalar()
+
+    @contextmanager
+    def _session(self) -> Iterator[Session]:
+        with Session(self.engine) as session, session.begin():
+            yield session
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # Sweeps and runs -------------------------------------------------------------------
+
+    def register(
+        self,
+        name: str,
+        spec_yaml: str,
+        provenance: Provenance,
+        runs: Sequence[NewRun],
+        *,
+        retry_failed: bool = False,
+    ) -> tuple[int, list[int]]:
+        """Create or update a sweep and add its runs not yet stored (by ``run_hash``), in one
+        transaction; return the sweep id and the ids of all given runs in order."""
+        columns = {"spec_yaml": spec_yaml, **asdict(provenance)}
+        now = utcnow()
+        with self.engine.begin() as connection:
+            # Insert first: on SQLite a transaction that starts by reading cannot later write
+            # while another process writes; the conflict is the normal case on a rerun.
+            connection.execute(
+                self._insert_ignore(SweepRow).values(name=name, created_at=now, **columns)
+            )
+            connection.execute(
+                update(SweepRow).where(SweepRow.name == name).values(updated_at=now, **columns)
+            )
+            sweep_id = connection.execute(
+                select(SweepRow.id).where(SweepRow.name == name)
+            ).scalar_one()
+            self._insert_runs(connection, sweep_id, runs)
+            if retry_failed:
+                connection.execute(
+                    update(RunRow)
+                    .where(RunRow.sweep_id == sweep_id, RunRow.status == "failed")
+                    .values(status="pending", error=None)
+                )
+            ids = self._run_ids(connection, sweep_id, runs)
+        return sweep_id, ids
+
+    def add_runs(self, sweep_id: int, runs: Sequence[NewRun]) -> list[int]:
+        """Add runs not yet in the sweep; return the ids of all given runs in order."""
+        with self.engine.begin() as connection:
+            self._insert_runs(connection, sweep_id, runs)
+            return self._run_ids(connection, sweep_id, runs)
+
+    def _insert_runs(self, connection: Connection, sweep_id: int, runs: Sequence[NewRun]) -> None:
+        if runs:
+            now = utcnow()
+            stored = {"sweep_id": sweep_id, "status": "pending", "attempts": 0, "created_at": now}
+            connection.execute(
+                self._insert_ignore(RunRow), [{**stored, **asdict(run)} for run in runs]
+            )
+
+    @staticmethod
+    def _run_ids(connection: Connection, sweep_id: int, runs: Sequence[NewRun]) -> list[int]:
+        hashes = [run.run_hash for run in runs]
+        query = select(RunRow.run_hash, RunRow.id).where(
+            RunRow.sweep_id == sweep_id, RunRow.run_hash.in_(hashes)
+        )
+        ids = dict(connection.execute(query).all())
+        return [ids[h] for h in hashes]
+
+    def adopt_trial(self, run_id: int, trial_number: int, target: float) -> None:
+        """Mark a stored run (a grid run, say) as the result of a search trial."""
+        with self.engine.begin() as connection:
+            connection.execute(
+                update(RunRow)
+                .where(RunRow.id == run_id, RunRow.trial_number.is_(None))
+                .values(trial_number=trial_number, search_target=target)
+            )
+
+    def _insert_ignore(self, model: type[Base]) -> Any:
+        insert = sqlite_insert if self.is_sqlite else postgresql_insert
+        return insert(model).on_conflict_do_nothing()
+
+    def sweep_id(self, name: str) -> int:
+        with self.engine.connect() as connection:
+            found = connection.scalar(select(SweepRow.id).where(SweepRow.name == name))
+        if found is None:
+            raise UnknownSweepError(self.safe_url, name, self.sweep_names())
+        return found
+
+    def sweep_names(self) -> list[str]:
+        with self.engine.connect() as connection:
+            return list(connection.scalars(select(SweepRow.name).order_by(SweepRow.id)))
+
+    def sweep(self, name: str) -> SweepRecord:
+        with self._session() as session:
+            row = session.scalar(select(SweepRow).where(SweepRow.name == name))
+            if row is None:
+                raise UnknownSweepError(self.safe_url, name, self.sweep_names())
+            return SweepRecord(**{f.name: getattr(row, f.name) for f in fields(SweepRecord)})
+
+    def claim(
+        self,
+        sweep_id: int,
+        worker: str,
+        *,
+        stale_after: float = 120.0,
+        run_ids: Sequence[int] | None = None,
+    ) -> RunRecord | None:
+        """Atomically take the next pending, interrupted or abandoned run (without its
+        epochs), or None."""
+        self._release_dead_local_workers(sweep_id)
+        stale = utcnow() - timedelta(seconds=stale_after)
+        candidate = aliased(RunRow)
+        claimable = (candidate.sweep_id == sweep_id) & (
+            candidate.status.in_(("pending", "interrupted"))
+            | ((candidate.status == "running") & (candidate.heartbeat_at < stale))
+        )
+        if run_ids is not None:
+            claimable &= candidate.id.in_(list(run_ids))
+        first = select(candidate.id).where(claimable).order_by(candidate.id).limit(1)
+        now = utcnow()
+        claimed = {
+            "status": "running",
+            "worker": worker,
+            "heartbeat_at": now,
+            "started_at": now,
+            "attempts": RunRow.attempts + 1,
+            "error": None,
+        }
+        with self._session() as session:
+            if self.is_sqlite:
+                # One UPDATE is one atomic write on SQLite, whose writers are serialised.
+                statement = update(RunRow).where(RunRow.id == first.scalar_subquery())
+            else:
+                run_id = session.scalar(first.with_for_update(skip_locked=True))
+                if run_id is None:
+                    return None
+                statement = update(RunRow).where(RunRow.id == run_id)
+            run_id = session.execute(statement.values(**claimed).returning(RunRow.id)).scalar()
+            if run_id is None:
+                return None
+            row = session.get_one(RunRow, run_id, options=[joinedload(RunRow.sweep)])
+            return _run_record(row, with_epochs=False)
+
+    def _release_dead_local_workers(self, sweep_id: int) -> None:
+        """Runs held by processes of this host that no longer exist become interrupted."""
+        query = select(RunRow.id, RunRow.worker).where(
+            RunRow.sweep_id == sweep_id,
+            RunRow.status == "running",
+            RunRow.worker.like(f"{socket.gethostname()}:%"),
+        )
+        with self.engine.connect() as connection:
+            held = connection.execute(query).all()
+        dead = [(run_id, worker) for run_id, worker in held if worker and not _alive(worker)]
+        for run_id, worker in dead:
+            self.interrupt(run_id, worker)
+
+    def heartbeat(self, run_id: int, worker: str) -> bool:
+        """Refresh a claim; False when another worker has taken the run over."""
+        with self.engine.begin() as connection:
+            return bool(
+                connection.execute(
+                    update(RunRow)
+                    .where(RunRow.id == run_id, RunRow.worker == worker, RunRow.status == "running")
+                    .values(heartbeat_at=utcnow())
+                ).rowcount
+            )
+
+    def start_epoch(self, run_id: int, start_epoch: int, device: str) -> None:
+        """Forget epochs at or after ``start_epoch``: the checkpoint decides where a run is."""
+        with self.engine.begin() as connection:
+            connection.execute(
+                delete(EpochRow).where(EpochRow.run_id == run_id, EpochRow.epoch >= start_epoch)
+            )
+            connection.execute(
+                update(RunRow)
+                .where(RunRow.id == run_id)
+                .values(device=device, resumed_from_epoch=start_epoch or None)
+            )
+
+    def record_epoch(self, run_id: int, record: EpochRecord) -> None:
+        with self.engine.begin() as connection:
+            connection.execute(
+                delete(EpochRow).where(EpochRow.run_id == run_id, EpochRow.epoch == record.epoch)
+            )
+            connection.execute(insert(EpochRow).values(run_id=run_id, **asdict(record)))
+            connection.execute(
+                update(RunRow).where(RunRow.id == run_id).values(heartbeat_at=utcnow())
+            )
+
+    def finish(
+        self,
+        run_id: int,
+        status: RunStatus,
+        *,
+        device: str | None = None,
+        final_acc: float | None = None,
+        best_acc: float | None = None,
+        error: str | None = None,
+    ) -> None:
+        """Record a run's outcome; the device stays the one ``start_epoch`` noted unless
+        given."""
+        outcome: dict[str, Any] = {
+            "status": status,
+            "finished_at": utcnow(),
+            "final_acc": final_acc,
+            "best_acc": best_acc,
+            "error": error,
+        }
+        if device is not None:
+            outcome["device"] = device
+        with self.engine.begin() as connection:
+            connection.execute(update(RunRow).where(RunRow.id == run_id).values(**outcome))
+
+    def interrupt(self, run_id: int, worker: str) -> None:
+        with self.engine.begin() as connection:
+            connection.execute(
+                update(RunRow)
+                .where(RunRow.id == run_id, RunRow.worker == worker, RunRow.status == "running")
+                .values(status="interrupted")
+            )
+
+    # Reading ---------------------------------------------------------------------------
+
+    def runs(self, sweep: str | None = None, *, with_epochs: bool = False) -> list[RunRecord]:
+        query = select(RunRow).options(joinedload(RunRow.sweep)).order_by(RunRow.id)
+        if with_epochs:
+            query = query.options(selectinload(RunRow.epochs))
+        if sweep is not None:
+            query = query.where(RunRow.sweep_id == self.sweep_id(sweep))
+        with self._session() as session:
+            return [_run_record(row, with_epochs) for row in session.scalars(query)]
+
+    def run(self, run_id: int) -> RunRecord:
+        """A run with its epochs."""
+        options = [joinedload(RunRow.sweep), selectinload(RunRow.epochs)]
+        with self._session() as session:
+            row = session.get(RunRow, run_id, options=options)
+            if row is None:
+                raise UnknownRunError(self.safe_url, run_id)
+            return _run_record(row, with_epochs=True)
+
+    def status_counts(self, sweep_id: int) -> dict[str, int]:
+        query = (
+            select(RunRow.status, func.count())
+            .where(RunRow.sweep_id == sweep_id)
+            .group_by(RunRow.status)
+        )
+        with self.engine.connect() as connection:
+            return dict(connection.execute(query).all())
+
+    def count_finished(self, sweep_id: int) -> int:
+        """The sweep's runs that are never claimed again (see ``FINISHED_STATUSES``)."""
+        query = select(func.count()).where(
+            RunRow.sweep_id == sweep_id, RunRow.status.in_(sorted(FINISHED_STATUSES))
+        )
+        with self.engine.connect() as connection:
+            return connection.execute(query).scalar_one()
+
+
+def _run_record(row: RunRow, with_epochs: bool) -> RunRecord:
+    """Built while ``row``'s session is open; nothing of the session leaves with it."""
+    epochs = tuple(
+        EpochRecord(**{f.name: getattr(e, f.name) for f in fields(EpochRecord)})
+        for e in (row.epochs if with_epochs else ())
+    )
+    columns = {name: getattr(row, name) for name in _RUN_COLUMNS}
+    return RunRecord(**columns, sweep=row.sweep.name, epochs=epochs)
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # Per connection, and writing nothing: WAL (a property of the file) is set by Store only
+    # once the database is known to be ours, never on someone else's.
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA busy_timeout=60000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def _alive(worker: str) -> bool:
+    try:
+        pid = int(worker.rsplit(":", 1)[1])
+    except (IndexError, ValueError):
+        return True  # not ours to judge
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

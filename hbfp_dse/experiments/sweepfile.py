@@ -1,0 +1,185 @@
+"""Sweep files: a base training configuration, baselines and a grid, expanded into runs.
+
+A run's identity is a hash of its resolved training configuration (the device excluded, since
+the same run may execute anywhere); runs that differ only in their seed share a ``config_id``
+so that reports can average over seeds. Reading a sweep file imports neither Optuna nor the
+models and datasets.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from ..configfile import StrictModel, parse_yaml, read_yaml, validate
+from ..errors import UserError
+from ..training.config import ScheduleConfig, TrainConfig
+from .search.space import SearchSpace
+from .space import (
+    BlockAxis,
+    BoostAxis,
+    LayerFormat,
+    MantissaAxis,
+    Point,
+    SharedAxes,
+    check_boost_epochs,
+    hbfp_name,
+    point_config,
+)
+
+LayerPlan = Literal["all", "boost_ends", "fp32_ends"]
+RunKind = Literal["baseline", "grid", "search"]
+
+
+class Grid(SharedAxes):
+    """The cross product of these axes, each run an HBFP schedule.
+
+    ``layers``: ``all`` quantizes every layer to the grid format; ``boost_ends`` puts the first
+    and last layers in ``boost_format``; ``fp32_ends`` leaves them in FP32.
+    ``boost_last_epochs``: that many final epochs run everywhere in ``boost_format``.
+    """
+
+    mantissa_bits: MantissaAxis
+    block_size: BlockAxis = Field([64])
+    layers: list[LayerPlan] = Field(["all"], min_length=1)
+    boost_last_epochs: BoostAxis = Field([0])
+
+    @model_validator(mode="after")
+    def _sub_blocks_fit(self) -> Grid:
+        self.check_sub_blocks(self.block_size, "grid")
+        return self
+
+    def points(self) -> Iterator[tuple[str, Point]]:
+        """Every point of the grid with its label, in axis order."""
+        for m, b, sub_block, layers, boost, rounding in itertools.product(
+            self.mantissa_bits,
+            self.block_size,
+            self.sub_blocks,
+            self.layers,
+            self.boost_last_epochs,
+            self.rounding,
+        ):
+            fmt = hbfp_name(m, b, sub_block)
+            rules = [LayerFormat(fmt)]
+            parts = [fmt]
+            if layers != "all":
+                ends = self.boost_format if layers == "boost_ends" else "fp32"
+                rules.append(LayerFormat(ends, ("first", "last")))
+                parts.append(f"{layers.replace('_', '-')}:{self.boost_format}")
+            rules.append(LayerFormat(self.boost_format, boosted=True))
+            if boost:
+                parts.append(f"last{boost}:{self.boost_format}")
+            if rounding.label != "nearest":
+                parts.append(rounding.label)
+            yield " ".join(parts), Point(tuple(rules), boost, rounding)
+
+
+class Baseline(StrictModel):
+    """A schedule to compare against; a bare shorthand (``hbfp4``, ``booster``) is one."""
+
+    label: str | None = None
+    schedule: ScheduleConfig
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, value: Any) -> Any:
+        return {"schedule": value} if isinstance(value, str) else value
+
+    @property
+    def name(self) -> str:
+        return self.label or self.schedule.short_name or "custom"
+
+
+class SweepSpec(StrictModel):
+    name: str = Field(min_length=1, max_length=200)
+    description: str = ""
+    base: TrainConfig = Field(default_factory=TrainConfig)
+    baselines: list[Baseline] = Field(default_factory=list)
+    grid: Grid | None = None
+    seeds: list[int] = Field([0], min_length=1)
+    search: SearchSpace | None = None
+
+    @field_validator("seeds")
+    @classmethod
+    def _distinct_seeds(cls, values: list[int]) -> list[int]:
+        if len(set(values)) != len(values):
+            raise ValueError("seeds must be distinct")
+        return values
+
+
+@dataclass(frozen=True)
+class PlannedRun:
+    """One run of a sweep: its resolved configuration and a short label."""
+
+    label: str
+    kind: RunKind
+    config: TrainConfig
+
+    @property
+    def run_hash(self) -> str:
+        return config_hash(self.config)
+
+    @property
+    def config_id(self) -> str:
+        return config_hash(self.config.model_copy(update={"seed": 0}))
+
+
+def config_hash(config: TrainConfig) -> str:
+    data = config.model_dump(mode="json", exclude={"device"})
+    text = json.dumps(data, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _variants(spec: SweepSpec) -> Iterator[tuple[str, RunKind, TrainConfig]]:
+    for baseline in spec.baselines:
+        config = spec.base.model_copy(update={"schedule": baseline.schedule})
+        yield baseline.name, "baseline", config
+    if spec.grid is not None:
+        for label, point in spec.grid.points():
+            yield label, "grid", point_config(point, spec.base)
+
+
+def expand(spec: SweepSpec) -> list[PlannedRun]:
+    """Every run of the sweep: baselines, then the grid, each once per seed; duplicates
+    (the same resolved configuration reached twice) are kept once."""
+    runs: dict[str, PlannedRun] = {}
+    for label, kind, variant in _variants(spec):
+        for seed in spec.seeds:
+            config = variant.model_copy(update={"seed": seed})
+            # Re-validate so that the stored configuration is exactly what a user could write.
+            config = TrainConfig.model_validate(config.model_dump(mode="json"))
+            run = PlannedRun(label, kind, config)
+            runs.setdefault(run.run_hash, run)
+    return list(runs.values())
+
+
+def load_sweep(path: Path) -> tuple[SweepSpec, str]:
+    """The validated sweep file and its text (stored with the sweep)."""
+    data = read_yaml(path)
+    spec = _validate(data, str(path))
+    return spec, path.read_text()
+
+
+def parse_sweep(text: str, source: str = "<sweep>") -> SweepSpec:
+    return _validate(parse_yaml(text, source), source)
+
+
+def _validate(data: Any, source: str) -> SweepSpec:
+    if isinstance(data, dict) and "name" not in data and source.endswith((".yaml", ".yml")):
+        data = {**data, "name": Path(source).stem}
+    spec = validate(SweepSpec, data, source)
+    if not spec.baselines and spec.grid is None and spec.search is None:
+        raise UserError(f"{source}: the sweep has no runs: give 'baselines', 'grid' or 'search'")
+    if spec.grid is not None:
+        try:
+            check_boost_epochs(spec.grid.boost_last_epochs, spec.base.epochs, "grid")
+        except UserError as err:
+            raise UserError(f"{source}: {err}") from None
+    return spec

@@ -1,0 +1,55 @@
+"""A configuration's model as training, costing and search see it: built, converted, listed.
+
+Only the dataset's shape is needed, never its data, so the cost model and the search can
+build the model of any configuration cheaply.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ..emulation import LayerInfo, convert, layer_infos
+from ..errors import UserError
+from .config import TrainConfig
+from .data import DATASET_INFO, DATASET_NAMES, DatasetInfo
+from .models import build_model
+
+
+@dataclass(frozen=True)
+class BuiltModel:
+    """An untrained model with its quantized layers in place (all FP32 until formats are
+    applied), the dataset it is shaped for, and those layers in module order."""
+
+    model: nn.Module
+    info: DatasetInfo
+    layers: list[LayerInfo]
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        """One sample's shape: channels, height, width."""
+        return (self.info.in_channels, self.info.image_size, self.info.image_size)
+
+
+def dataset_info(name: str) -> DatasetInfo:
+    info = DATASET_INFO.get(name)
+    if info is None:
+        raise UserError(f"unknown dataset {name!r}; accepted names: {', '.join(DATASET_NAMES)}")
+    return info
+
+
+def model_for(
+    config: TrainConfig, *, generator: torch.Generator | None = None, attention: bool = False
+) -> BuiltModel:
+    """The model of ``config`` on the CPU, initialised from torch's global RNG.
+
+    ``generator`` drives the layers' stochastic rounding; ``attention`` also converts every
+    ``nn.MultiheadAttention`` into one quantized layer (training passes
+    ``config.quantize_attention``).
+    """
+    info = dataset_info(config.dataset)
+    model = build_model(config.model, info.num_classes, info.in_channels, info.image_size)
+    convert(model, generator=generator, attention=attention)
+    return BuiltModel(model, info, layer_infos(model))

@@ -1,0 +1,48 @@
+"""What training produces: plain values that travel to callbacks, the store and reports."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Literal
+
+from ..emulation.schedule import LayerInfo
+from ..formats import Format
+
+TrainStatus = Literal["done", "diverged", "stopped"]
+
+
+@dataclass
+class EpochRecord:
+    epoch: int  # 0-based
+    train_loss: float
+    train_acc: float
+    test_loss: float
+    test_acc: float
+    lr: float
+    seconds: float
+    images_per_s: float
+    formats: dict[str, str]
+
+
+@dataclass
+class RunResult:
+    status: TrainStatus
+    epochs: list[EpochRecord]
+    layers: list[LayerInfo]
+    schedule: list[dict[str, str]]  # the resolved format names, one dict per epoch
+    device: str
+    message: str | None = None
+
+    @property
+    def final_test_acc(self) -> float | None:
+        return self.epochs[-1].test_acc if self.epochs else None
+
+    @property
+    def best_test_acc(self) -> float | None:
+        return max((e.test_acc for e in self.epochs), default=None)
+
+
+def format_names(formats: Mapping[str, Format]) -> dict[str, str]:
+    """One epoch's ``{layer: format}`` as the names records and the store keep."""
+    return {layer: fmt.name for layer, fmt in formats.items()}
