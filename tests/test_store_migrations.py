@@ -36,6 +36,7 @@ from hbfp_dse.experiments.store.migrate import (
 from hbfp_dse.experiments.store.schema import Base
 
 FIXTURE = Path(__file__).parent / "data" / "results-schema-v2.db"
+SWEEP_FIXTURE = Path(__file__).parent / "data" / "sweep-schema-v2"
 CLAIM_INDEX = "ix_hbfp_runs_sweep_id_status"  # added by the revision after the baseline
 HEAD = revisions().get_current_head()
 PROVENANCE = Provenance(None, None, "3", "2", "0", "test")
@@ -86,6 +87,34 @@ def legacy(tmp_path: Path) -> Path:
 
 
 # A database from before Alembic -----------------------------------------------------------
+
+
+def test_a_sweep_stored_before_alembic_resumes_its_interrupted_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The real thing, made by main before this schema (data/make_sweep_v2_db.py): the same
+    sweep file finds its runs by their hashes, skips the finished ones and resumes the
+    interrupted one from its checkpoint."""
+    monkeypatch.setenv("HBFP_DSE_COMPILE", "0")
+    folder = tmp_path / "old"
+    shutil.copytree(SWEEP_FIXTURE, folder)
+    url = sqlite_url(folder / "results.db")
+    sweep_file = shutil.copy(SWEEP_FIXTURE.parent / "sweep-v2.yaml", tmp_path / "legacy.yaml")
+    result = CliRunner().invoke(app, ["sweep", str(sweep_file), "--db", url])
+    assert result.exit_code == 0, result.output
+    assert "3 runs, 2 already finished" in result.stderr
+    store = Store(url, create=False)
+    runs = store.runs("legacy-sweep", with_epochs=True)
+    store.close()
+    assert [(r.label, r.status) for r in runs] == [
+        ("fp32", "done"),
+        ("hbfp8", "done"),
+        ("hbfp4", "done"),
+    ]
+    resumed = runs[2]
+    assert resumed.resumed_from_epoch == 1
+    assert [e.epoch for e in resumed.epochs] == [0, 1]
+    assert not (folder / "results.checkpoints" / f"run-{resumed.id}.pt").exists()
 
 
 def test_a_store_from_before_alembic_reports_and_resumes(legacy: Path) -> None:
