@@ -29,7 +29,6 @@ from .options import (
 )
 from .progress import TrainingBars, training_progress
 
-
 CheckpointOption = Annotated[
     Path | None, typer.Option("--checkpoint", help="Save after every epoch; resume if it exists.")
 ]

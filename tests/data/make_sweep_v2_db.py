@@ -16,11 +16,13 @@ leaves ``results.checkpoints/run-3.pt`` beside ``results.db``.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from pathlib import Path
 
-from hbfp_dse.experiments.runner import WorkerOptions, execute_run, register_sweep
 from hbfp_dse.experiments.spec import load_sweep
+
+from hbfp_dse.experiments.runner import WorkerOptions, execute_run, register_sweep
 from hbfp_dse.experiments.store import Store
 
 
@@ -40,10 +42,8 @@ def main(target: Path) -> None:
         run = store.claim(sweep_id, "legacy-host:1", run_ids=[run_id])
         assert run is not None
         callbacks = [StopAfterFirstEpoch()] if index == 2 else []
-        try:
+        with contextlib.suppress(KeyboardInterrupt):  # the third run: interrupted, as Ctrl-C
             execute_run(store, run, "legacy-host:1", options, callbacks=callbacks)
-        except KeyboardInterrupt:
-            pass
     store.close()
 
 
