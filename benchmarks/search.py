@@ -40,7 +40,7 @@ from hbfp_dse.emulation import LayerInfo
 from hbfp_dse.errors import UserError
 from hbfp_dse.experiments.search.points import config_from_params, layer_groups, param_choices
 from hbfp_dse.experiments.search.sampler import NoRepeatSampler
-from hbfp_dse.experiments.search.space import SearchSpace
+from hbfp_dse.experiments.search.section import SearchSpace
 from hbfp_dse.experiments.search.study import create_study, is_feasible, run_search
 from hbfp_dse.experiments.sweepfile import load_sweep
 from hbfp_dse.training.assembly import model_for

@@ -109,6 +109,11 @@ def test_a_bad_nested_value_names_its_key(runner: CliRunner, tmp_path: Path) -> 
     assert_user_error(runner.invoke(app, ["train", str(path)]), "optimizer.name")
 
 
+def test_lr_over_an_optimizer_that_is_not_a_mapping(runner: CliRunner, tmp_path: Path) -> None:
+    path = yaml_file(tmp_path, SMALL + "optimizer: sgd\n")
+    assert_user_error(runner.invoke(app, ["train", str(path), "--lr", "0.05"]), "optimizer")
+
+
 def test_a_bad_format_in_a_schedule_is_one_clear_error(runner: CliRunner, tmp_path: Path) -> None:
     path = yaml_file(tmp_path, SMALL + "schedule: hbfp99\n")
     assert_user_error(runner.invoke(app, ["train", str(path)]), "hbfp99")

@@ -246,3 +246,8 @@ def test_one_shorthand_grammar_for_training_files_and_sweep_baselines(
     if isinstance(shorthand, str):
         assert Baseline.model_validate(shorthand).schedule == expected
         assert Baseline.model_validate(shorthand).name == expected.short_name
+
+
+def test_a_booster_shorthand_takes_at_most_three_parts() -> None:
+    with pytest.raises(ValidationError, match="at most booster:LOW:HIGH:LAST_EPOCHS"):
+        TrainConfig.model_validate({"schedule": "booster:hbfp4:hbfp6:1:junk"})

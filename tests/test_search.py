@@ -22,7 +22,7 @@ from hbfp_dse.experiments.search.points import (
     param_choices,
 )
 from hbfp_dse.experiments.search.pruning import TargetPruner, make_pruner
-from hbfp_dse.experiments.search.space import PruneRule, SearchSpace
+from hbfp_dse.experiments.search.section import PruneRule, SearchSpace
 from hbfp_dse.experiments.search.study import (
     CONSTRAINT,
     best_feasible_trial,

@@ -98,6 +98,24 @@ def test_search_without_a_search_section_is_a_clear_error(tmp_path: Path) -> Non
     assert not db.exists()
 
 
+@pytest.mark.parametrize(
+    ("line", "bad_line"),
+    [
+        ("  boost_last_epochs: [0, 1]\n", "  boost_last_epochs: [0, 3]\n"),
+        ("  middle: {{mantissa_bits: [4, 8]}}\n", "  middle: {{groups: [nomatch*]}}\n"),
+    ],
+)
+def test_a_bad_search_writes_nothing(tmp_path: Path, line: str, bad_line: str) -> None:
+    file = tmp_path / "bad.yaml"
+    file.write_text(TINY.replace(line, bad_line).format(name="bad"))
+    db = tmp_path / "r.db"
+    code, out = _invoke("search", str(file), "--target-acc", "0.5", "--db", f"sqlite:///{db}")
+    assert code == 2
+    assert "more than the 2 epochs" in out or "matches none of the middle layers" in out
+    assert "Traceback" not in out
+    assert not db.exists()
+
+
 @pytest.mark.parametrize("target", ["0", "101", "-3"])
 def test_search_rejects_targets_outside_the_range(tmp_path: Path, target: str) -> None:
     db = tmp_path / "r.db"

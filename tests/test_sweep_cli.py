@@ -456,6 +456,14 @@ def test_a_missing_sweep_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     assert list(tmp_path.iterdir()) == []
 
 
+def test_an_unknown_model_writes_no_database(tmp_path: Path) -> None:
+    file = tmp_path / "tiny.yaml"
+    file.write_text(TINY.replace("model: mlp", "model: nosuch"))
+    db = tmp_path / "r.db"
+    assert_user_error(invoke("sweep", file, "--db", sqlite_url(db)), "nosuch")
+    assert not db.exists()
+
+
 def test_an_unknown_device(tmp_path: Path) -> None:
     file = tmp_path / "tiny.yaml"
     file.write_text(TINY)

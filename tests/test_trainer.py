@@ -292,7 +292,7 @@ def test_device_auto_uses_cpu_without_cuda(data: DatasetPair) -> None:
 # --- optimizers and learning-rate schedules ------------------------------------------------
 
 
-def test_the_brief_cifar_recipe_is_expressible() -> None:
+def test_the_reference_cifar_recipe_is_expressible() -> None:
     recipe = TrainConfig.model_validate(
         {
             "model": "resnet20",

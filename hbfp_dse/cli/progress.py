@@ -1,4 +1,5 @@
-"""Rich progress for training: epochs, steps, live loss and accuracy."""
+"""Rich progress bars: a run's epochs and steps with live loss and accuracy, and a sweep's or
+search's runs with each worker's current run."""
 
 from __future__ import annotations
 

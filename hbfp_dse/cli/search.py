@@ -10,7 +10,13 @@ import optuna
 import typer
 
 from ..experiments.runner import WorkerOptions
-from ..experiments.search.trials import SearchJob, SearchOutcome, prepare, run_search_workers
+from ..experiments.search.trials import (
+    SearchJob,
+    SearchOutcome,
+    check_search,
+    prepare,
+    run_search_workers,
+)
 from ..experiments.store import Store
 from ..experiments.sweepfile import load_sweep
 from .common import console, err_console, print_json, user_errors
@@ -62,6 +68,7 @@ def search(
     spec, text = load_sweep(file)
     job = SearchJob.for_sweep(spec, text, file, target, study, trials, timeout)
     options = WorkerOptions(device=checked_device(device), checkpoint_dir=checkpoint_dir)
+    check_search(job)
     store = Store(db)
     sweep_id = prepare(store, job)
     err_console.print(

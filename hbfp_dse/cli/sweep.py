@@ -47,13 +47,14 @@ def sweep(
     options = WorkerOptions(
         device=checked_device(device), stale_after=stale_after, checkpoint_dir=checkpoint_dir
     )
+    runs = plan_sweep(spec)
     if dry_run:
-        console.print(_plan_table(spec.name, plan_sweep(spec)))
+        console.print(_plan_table(spec.name, runs))
         return
     check_data(spec)
     store = Store(db)
-    sweep_id, run_ids = register_sweep(store, spec, text, file, retry_failed)
-    finished = store.count_finished(sweep_id)
+    sweep_id, run_ids = register_sweep(store, spec, text, file, runs, retry_failed)
+    finished = store.count_finished(sweep_id, run_ids)
     err_console.print(
         f"sweep [bold]{spec.name}[/]: {len(run_ids)} runs, {finished} already finished; "
         f"store {store.safe_url}"
@@ -62,13 +63,17 @@ def sweep(
     with resumable(resume), training_progress() as progress:
         display = SweepProgress(progress, len(run_ids), finished)
         run_workers(store, sweep_id, options, workers, on_event=display)
-    counts = store.status_counts(sweep_id)
+    _finish(spec.name, store.status_counts(sweep_id))
+
+
+def _finish(name: str, counts: dict[str, int]) -> None:
+    """The sweep's statuses; exit 1 where runs failed."""
     summary = ", ".join(f"{status} {n}" for status, n in sorted(counts.items()))
-    console.print(f"sweep {spec.name}: {summary}. See 'hbfp-dse report --sweep {spec.name}'.")
+    console.print(f"sweep {name}: {summary}. See 'hbfp-dse report --sweep {name}'.")
     if counts.get("failed"):
         # The error texts are in the store; a failed run is a bug or a broken environment.
         err_console.print(
-            f"{counts['failed']} run(s) failed: 'hbfp-dse report --sweep {spec.name} "
+            f"{counts['failed']} run(s) failed: 'hbfp-dse report --sweep {name} "
             "--format json' shows their errors; --retry-failed runs them again"
         )
         raise typer.Exit(1)

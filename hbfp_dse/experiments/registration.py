@@ -88,8 +88,12 @@ def check_data(spec: SweepSpec) -> None:
 
 
 def register_sweep(
-    store: Store, spec: SweepSpec, spec_yaml: str, source: Path | None, retry_failed: bool
+    store: Store,
+    spec: SweepSpec,
+    spec_yaml: str,
+    source: Path | None,
+    runs: Sequence[NewRun],
+    retry_failed: bool,
 ) -> tuple[int, list[int]]:
-    """Create or update the sweep and add its runs."""
-    runs = plan_sweep(spec)
+    """Create or update the sweep and add its planned runs (:func:`plan_sweep`)."""
     return store.register(spec.name, spec_yaml, provenance(source), runs, retry_failed=retry_failed)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 import traceback
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,12 +36,6 @@ class WorkerOptions:
     heartbeat_every: float = 20.0
     checkpoint_dir: Path | None = None
     threads: int | None = None  # torch threads per worker
-
-
-@dataclass
-class WorkerSummary:
-    worker: str
-    finished: dict[str, int] = field(default_factory=dict)  # status -> count
 
 
 def checkpoint_dir_for(store: Store, given: Path | None) -> Path:
@@ -210,20 +204,15 @@ def work(
     *,
     emit: Emit = lambda event: None,
     run_ids: Sequence[int] | None = None,
-) -> WorkerSummary:
+) -> None:
     """Claim and train runs of the sweep until none is left."""
     if options.threads:
         torch.set_num_threads(options.threads)
-    summary = WorkerSummary(worker_name())
+    worker = worker_name()
     cache = DATA_CACHE
     while (
-        run := store.claim(
-            sweep_id, summary.worker, stale_after=options.stale_after, run_ids=run_ids
-        )
+        run := store.claim(sweep_id, worker, stale_after=options.stale_after, run_ids=run_ids)
     ) is not None:
-        emit({"event": "claim", "worker": summary.worker, "run_id": run.id, "label": run.label})
-        result = execute_run(store, run, summary.worker, options, emit=emit, data_cache=cache)
-        status = "failed" if result is None else result.status
-        summary.finished[status] = summary.finished.get(status, 0) + 1
-    emit({"event": "idle", "worker": summary.worker})
-    return summary
+        emit({"event": "claim", "worker": worker, "run_id": run.id, "label": run.label})
+        execute_run(store, run, worker, options, emit=emit, data_cache=cache)
+    emit({"event": "idle", "worker": worker})

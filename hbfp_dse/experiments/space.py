@@ -18,7 +18,7 @@ from pydantic import AfterValidator, Field, field_validator, model_validator
 from ..configfile import StrictModel
 from ..emulation import final_epochs
 from ..errors import UserError
-from ..formats import FormatError, HBFPFormat, Rounding, parse_format
+from ..formats import MANTISSA_BITS, FormatError, HBFPFormat, Rounding, parse_format
 from ..training.config import RuleConfig, ScheduleConfig, TrainConfig
 
 T = TypeVar("T")
@@ -32,11 +32,13 @@ def distinct(values: list[T], what: str, key: Callable[[T], Hashable] = lambda v
 
 
 def _mantissas(values: list[int]) -> list[int]:
-    bad = [m for m in values if not 2 <= m <= 16]
+    low, high = MANTISSA_BITS
+    bad = [m for m in values if not low <= m <= high]
     if bad:
+        # The first value for the eye, every bad one for a long list.
         raise ValueError(
-            f"mantissa width {bad[0]} is outside 2..16 (mantissa widths must be in 2..16, "
-            f"got {bad})"
+            f"mantissa width {bad[0]} is outside {low}..{high} (mantissa widths must be in "
+            f"{low}..{high}, got {bad})"
         )
     return values
 

@@ -21,7 +21,7 @@ from pydantic import Field, field_validator, model_validator
 from ..configfile import StrictModel, parse_yaml, read_yaml, validate
 from ..errors import UserError
 from ..training.config import ScheduleConfig, TrainConfig
-from .search.space import SearchSpace
+from .search.section import SearchSpace
 from .space import (
     BlockAxis,
     BoostAxis,
@@ -116,7 +116,8 @@ class SweepSpec(StrictModel):
 
 @dataclass(frozen=True)
 class PlannedRun:
-    """One run of a sweep: its resolved configuration and a short label."""
+    """One run of a sweep as the sweep file defines it: its label, kind and resolved training
+    configuration (the store registers it as a :class:`~.store.NewRun`, its cost added)."""
 
     label: str
     kind: RunKind
@@ -177,9 +178,10 @@ def _validate(data: Any, source: str) -> SweepSpec:
     spec = validate(SweepSpec, data, source)
     if not spec.baselines and spec.grid is None and spec.search is None:
         raise UserError(f"{source}: the sweep has no runs: give 'baselines', 'grid' or 'search'")
-    if spec.grid is not None:
-        try:
-            check_boost_epochs(spec.grid.boost_last_epochs, spec.base.epochs, "grid")
-        except UserError as err:
-            raise UserError(f"{source}: {err}") from None
+    try:
+        for where, axes in (("grid", spec.grid), ("search", spec.search)):
+            if axes is not None:
+                check_boost_epochs(axes.boost_last_epochs, spec.base.epochs, where)
+    except UserError as err:
+        raise UserError(f"{source}: {err}") from None
     return spec

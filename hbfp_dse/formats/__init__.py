@@ -1,6 +1,7 @@
 """Number formats: parsing names and quantizing tensors (docs/formats.md)."""
 
 from .definitions import (
+    MANTISSA_BITS,
     ROUNDINGS,
     ElementSpec,
     FloatFormat,
@@ -14,6 +15,7 @@ from .definitions import (
 from .quantize import quantize
 
 __all__ = [
+    "MANTISSA_BITS",
     "ROUNDINGS",
     "ElementSpec",
     "FloatFormat",

@@ -10,6 +10,8 @@ from typing import Literal
 from ..errors import UserError
 
 Rounding = Literal["nearest", "stochastic"]
+# HBFP mantissa widths (sign included) that a format may have.
+MANTISSA_BITS = (2, 16)
 ROUNDINGS: tuple[str, ...] = ("nearest", "stochastic")
 
 
@@ -106,7 +108,7 @@ class HBFPFormat:
     kind = "hbfp"
 
     def __post_init__(self) -> None:
-        _check_range("mantissa bits M", self.mantissa_bits, 2, 16)
+        _check_range("mantissa bits M", self.mantissa_bits, *MANTISSA_BITS)
         _check_range("block size B", self.block_size, 1, 1 << 16)
         _check_range("shared exponent bits E", self.exponent_bits, 2, 16)
         _check_range("micro-exponent bits D", self.micro_exp_bits, 1, 8)

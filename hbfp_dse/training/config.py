@@ -48,6 +48,8 @@ def schedule_shorthand(value: Any) -> Any:
     name, *parts = value.strip().split(":")
     if name.lower() != "booster":
         return {"format": value}
+    if len(parts) > 3:
+        raise ValueError(f"{value!r}: booster takes at most booster:LOW:HIGH:LAST_EPOCHS")
     return {"booster": dict(zip(("low", "high", "last_epochs"), parts, strict=False))}
 
 
@@ -167,8 +169,8 @@ def load_train_config(path: Path | None, overrides: Mapping[str, Any]) -> TrainC
     source = str(path) if path is not None else "command line"
     given = {key: value for key, value in overrides.items() if value is not None}
     if isinstance(data, dict):
-        if "lr" in given:
-            optimizer = data.get("optimizer")
-            data = {**data, "optimizer": {**(optimizer or {}), "lr": given.pop("lr")}}
+        optimizer = data.get("optimizer") or {}
+        if "lr" in given and isinstance(optimizer, dict):  # else validation names the key
+            data = {**data, "optimizer": {**optimizer, "lr": given.pop("lr")}}
         data = {**data, **given}
     return validate(TrainConfig, data, source)

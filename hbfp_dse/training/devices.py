@@ -20,7 +20,7 @@ class DeviceError(UserError):
 def check_device_name(name: str) -> str:
     if name in ("auto", "cpu", "cuda") or (name.startswith("cuda:") and name[5:].isdigit()):
         return name
-    raise DeviceError(name, f"device must be auto, cpu, cuda or cuda:N, got {name!r}")
+    raise DeviceError(name, "device must be auto, cpu, cuda or cuda:N")
 
 
 def resolve_device(name: str) -> torch.device:

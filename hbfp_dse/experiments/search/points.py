@@ -18,7 +18,7 @@ from ...errors import UserError
 from ...formats import parse_format
 from ...training.config import TrainConfig
 from ..space import LayerFormat, Point, hbfp_name, point_config
-from .space import Choices, SearchSpace
+from .section import Choices, SearchSpace
 
 ParamValue = int | str | None
 Params = dict[str, ParamValue]

@@ -1,7 +1,7 @@
 """Stopping trials that can no longer reach the target.
 
 After epoch ``e`` (1-based) of ``E``, a trial stops when ``e >= grace_epochs`` and
-``test_acc + margin + margin_per_epoch * (E - e) < target`` (:class:`~.space.PruneRule`). A
+``test_acc + margin + margin_per_epoch * (E - e) < target`` (:class:`~.section.PruneRule`). A
 stopped trial is not raised as ``TrialPruned``: its objective returns the accuracy it reached,
 so it ends COMPLETE with its real density and a violated constraint. That keeps it in NSGA-II's
 population (which only takes COMPLETE trials), lets TPE rank it among the infeasible trials by
@@ -15,7 +15,7 @@ import optuna
 
 from ...training.config import TrainConfig
 from ...training.results import EpochRecord
-from .space import PruneRule, SearchSpace
+from .section import PruneRule, SearchSpace
 from .study import target_accuracy
 
 

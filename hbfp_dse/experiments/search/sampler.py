@@ -15,7 +15,7 @@ from optuna.distributions import BaseDistribution, CategoricalDistribution
 from optuna.search_space import intersection_search_space
 from optuna.trial import FrozenTrial, TrialState
 
-from .space import SearchSpace
+from .section import SearchSpace
 
 # Trials that count toward the budget: PRUNED ones only repeat others, and a FAIL (crash,
 # interrupt) is tried again.

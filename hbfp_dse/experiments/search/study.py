@@ -38,7 +38,7 @@ from .points import (
     space_size,
 )
 from .sampler import EVALUATED, FINISHED, make_sampler, point_key
-from .space import SearchSpace
+from .section import SearchSpace
 
 ObjectiveFn = Callable[[optuna.Trial, TrainConfig], tuple[float, float]]
 

@@ -13,14 +13,16 @@ import optuna
 from optuna.trial import FrozenTrial
 
 from ...errors import UserError
+from ...training.assembly import model_for
 from ...training.config import TrainConfig
 from ..processes import spawn_workers, split_threads
 from ..registration import new_run, provenance
 from ..runner import DATA_CACHE, Emit, WorkerOptions, execute_run
 from ..store import FINISHED_STATUSES, RunRecord, Store, worker_name
 from ..sweepfile import PlannedRun, SweepSpec
+from .points import layer_groups
 from .pruning import make_pruner
-from .space import SearchSpace
+from .section import SearchSpace
 from .study import (
     best_feasible_trial,
     create_study,
@@ -174,11 +176,17 @@ class _StoreObjective:
         )
 
 
+def check_search(job: SearchJob) -> None:
+    """What can fail before anything is written: a missing dataset, a layer group that
+    matches no layer of the model."""
+    DATA_CACHE.get(job.spec.base)
+    layer_groups(job.space, [layer.name for layer in model_for(job.spec.base).layers])
+
+
 def prepare(store: Store, job: SearchJob) -> int:
-    """Check the data, create or check the study, and register the sweep (without its grid
-    runs) so that trials can be stored under it. The study is made here, once, because
-    processes that create Optuna's tables at the same time collide."""
-    DATA_CACHE.get(job.spec.base)  # a missing dataset stops us before anything is written
+    """Create or check the study, and register the sweep (without its grid runs) so that
+    trials can be stored under it. The study is made here, once, because processes that
+    create Optuna's tables at the same time collide. Call :func:`check_search` first."""
     create_study(store.url, job.study_name, job.space, job.target)
     sweep_id, _ = store.register(job.spec.name, job.spec_yaml, provenance(job.source), [])
     return sweep_id

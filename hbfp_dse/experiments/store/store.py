@@ -352,11 +352,14 @@ class Store:
         with self.engine.connect() as connection:
             return dict(connection.execute(query).all())
 
-    def count_finished(self, sweep_id: int) -> int:
-        """The sweep's runs that are never claimed again (see ``FINISHED_STATUSES``)."""
+    def count_finished(self, sweep_id: int, run_ids: Sequence[int] | None = None) -> int:
+        """The sweep's runs (or those of ``run_ids``) that are never claimed again (see
+        ``FINISHED_STATUSES``)."""
         query = select(func.count()).where(
             RunRow.sweep_id == sweep_id, RunRow.status.in_(sorted(FINISHED_STATUSES))
         )
+        if run_ids is not None:
+            query = query.where(RunRow.id.in_(list(run_ids)))
         with self.engine.connect() as connection:
             return connection.execute(query).scalar_one()
 
