@@ -33,6 +33,8 @@ def read_yaml(path: Path) -> Any:
 def parse_yaml(text: str, source: str) -> Any:
     try:
         return yaml.safe_load(text)
+    except RecursionError:
+        raise UserError(f"{source}: nested too deeply to be a configuration") from None
     except yaml.MarkedYAMLError as err:
         mark = err.problem_mark
         where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
@@ -49,6 +51,8 @@ def validate(model: type[M], data: Any, source: str) -> M:
         raise UserError(f"{source}: expected a mapping of keys, got {type(data).__name__}")
     try:
         return model.model_validate(data)
+    except RecursionError:
+        raise UserError(f"{source}: nested too deeply to be a configuration") from None
     except ValidationError as err:
         raise UserError(f"{source}: invalid configuration:\n{describe(err)}") from None
     except UserError as err:  # raised by nested validators that parse names

@@ -111,7 +111,11 @@ def test_a_fresh_sqlite_store_uses_wal_foreign_keys_and_a_busy_timeout(
         meta = dict(raw.execute("SELECT key, value FROM hbfp_meta"))
     assert {"hbfp_meta", "hbfp_sweeps", "hbfp_runs", "hbfp_epochs"} <= tables
     assert all(t.startswith(("hbfp_", "sqlite_", "ix_hbfp_")) for t in tables)
-    assert meta == {"application": "hbfp-dse", "schema_version": str(SCHEMA_VERSION)}
+    assert meta == {
+        "application": "hbfp-dse",
+        "schema_version": str(SCHEMA_VERSION),
+        "store_id": store.store_id,
+    }
 
 
 def test_a_store_of_another_schema_version_is_refused(tmp_path: Path, sqlite_url: str) -> None:
@@ -180,6 +184,18 @@ def test_a_store_in_a_missing_directory_is_a_user_error(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize(
+    "url",
+    ["postgresql+psycopg://x:s3cret@127.0.0.1:54x2/db", "postgresql://x:s3@cret@host:99999999/db"],
+)
+def test_a_malformed_url_never_shows_its_password(url: str) -> None:
+    with pytest.raises(UserError) as caught:
+        Store(url)
+    assert "s3" not in str(caught.value)
+    assert "cret" not in str(caught.value)
+    assert "***" in str(caught.value)
+
+
 def test_bad_urls_are_user_errors() -> None:
     with pytest.raises(UserError, match="not a valid SQLAlchemy URL"):
         Store("not a url")
@@ -218,6 +234,17 @@ def test_retry_failed_makes_failed_runs_pending(store: Store, sweep_name: str) -
     store.register(sweep_name, "", PROVENANCE, fake_runs(2), retry_failed=True)
     assert store.status_counts(sweep_id) == {"pending": 2}
     assert store.run(ids[0]).error is None
+
+
+@pytest.mark.slow
+def test_more_runs_than_a_statement_may_bind_register_in_chunks(
+    store: Store, sweep_name: str
+) -> None:
+    many = 70_000  # PostgreSQL binds at most 65,535 parameters per statement
+    sweep_id, ids = store.register(sweep_name, "", PROVENANCE, fake_runs(many, "m"))
+    assert len(set(ids)) == many
+    assert store.count_finished(sweep_id, ids) == 0
+    assert store.register(sweep_name, "", PROVENANCE, fake_runs(many, "m"))[1] == ids
 
 
 def test_claims_come_in_run_order_then_none(store: Store, sweep_name: str) -> None:

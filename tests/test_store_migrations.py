@@ -162,7 +162,11 @@ def test_a_store_from_before_alembic_reports_and_resumes(legacy: Path) -> None:
     store.close()
     with closing(sqlite3.connect(legacy)) as raw:
         meta = dict(raw.execute("SELECT key, value FROM hbfp_meta"))
-    assert meta == {"application": "hbfp-dse", "schema_version": str(SCHEMA_VERSION)}
+    assert meta == {
+        "application": "hbfp-dse",
+        "schema_version": str(SCHEMA_VERSION),
+        "store_id": store.store_id,
+    }
 
 
 @pytest.mark.parametrize("revision", [None, BASELINE], ids=["before-alembic", "baseline"])

@@ -456,6 +456,17 @@ def test_a_missing_sweep_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_sweep_over_the_run_limit_is_refused_with_the_flag_to_raise_it(tmp_path: Path) -> None:
+    file = tmp_path / "tiny.yaml"
+    file.write_text(TINY)
+    db = tmp_path / "r.db"
+    result = invoke("sweep", file, "--db", sqlite_url(db), "--max-runs", "5")
+    # Counted before expanding: (2 baselines + 2 grid points) x 2 seeds, equal ones included.
+    assert_user_error(result, "expands to 8 runs, more than the limit of 5", "--max-runs 8")
+    assert not db.exists()
+    assert invoke("sweep", file, "--max-runs", "8", "--dry-run").exit_code == 0
+
+
 def test_an_unknown_model_writes_no_database(tmp_path: Path) -> None:
     file = tmp_path / "tiny.yaml"
     file.write_text(TINY.replace("model: mlp", "model: nosuch"))
@@ -610,7 +621,7 @@ def test_a_killed_sweep_resumes_from_its_last_epoch(tmp_path: Path) -> None:
     assert (row["status"], row["attempts"]) == ("running", 1)
     assert 1 <= recorded < 6, "the run was caught in flight"
     assert row["worker"].endswith(f":{process.pid}")
-    assert f"run-{row['id']}.pt" in [p.name for p in checkpoints(db)]
+    assert any(p.name.endswith(f"-{row['run_hash']}.pt") for p in checkpoints(db))
 
     result = ok("sweep", file, "--db", sqlite_url(db))
     assert "1 runs, 0 already finished" in result.stderr

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from hbfp_dse.errors import UserError
-from hbfp_dse.experiments.sweepfile import expand, load_sweep, parse_sweep
+from hbfp_dse.experiments.sweepfile import TooManyRunsError, expand, load_sweep, parse_sweep
 
 BASE = "base: {model: mlp, dataset: mnist-5k, epochs: 3, device: cpu}\n"
 
@@ -225,3 +225,38 @@ def test_loading_a_sweep_file_imports_neither_optuna_nor_models_nor_data() -> No
         [sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True
     )
     assert done.stdout.strip() == "[]"
+
+
+HUGE_GRID = (
+    "name: huge\n" + BASE + "grid:\n"
+    "  mantissa_bits: [2, 3, 4, 5, 6, 7, 8, 9, 10, 11]\n"
+    "  block_size: [8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096]\n"
+    "  layers: [all, boost_ends, fp32_ends]\n"
+    "  boost_last_epochs: [0, 1, 2]\n"
+    "  rounding: [nearest, stochastic, {forward: nearest, backward: stochastic}]\n"
+    "  scaling: [{levels: 1}, {levels: 2, sub_block: 2}, {levels: 2, sub_block: 4}]\n"
+    f"seeds: {list(range(123))}\n"
+)
+
+
+def test_a_grid_too_large_is_counted_and_refused_without_expanding_it() -> None:
+    spec = parse_sweep(HUGE_GRID)
+    assert spec.run_count == 10 * 10 * 3 * 3 * 3 * 3 * 123 == 996_300
+    with pytest.raises(TooManyRunsError, match="996,300 runs, more than the limit of 10,000"):
+        expand(spec)
+    small = parse_sweep("name: s\n" + BASE + "grid: {mantissa_bits: [3, 4]}\nseeds: [0, 1]\n")
+    with pytest.raises(TooManyRunsError):
+        expand(small, max_runs=3)
+    assert len(expand(small, max_runs=4)) == 4
+
+
+def test_seeds_fit_the_stores_integer_columns() -> None:
+    with pytest.raises(UserError, match=r"seeds\.0"):
+        parse_sweep("name: s\nbaselines: [fp32]\nseeds: [2147483648]\n")
+    with pytest.raises(UserError, match=r"base\.seed"):
+        parse_sweep("name: s\nbaselines: [fp32]\nbase: {seed: -1}\n")
+
+
+def test_yaml_nested_too_deeply_is_one_clear_error() -> None:
+    with pytest.raises(UserError, match="nested too deeply"):
+        parse_sweep("a: " + "[" * 20_000 + "]" * 20_000 + "\n", "deep.yaml")

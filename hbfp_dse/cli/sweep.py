@@ -8,11 +8,12 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from ..errors import UserError
 from ..experiments.processes import run_workers
 from ..experiments.registration import check_data, plan_sweep, register_sweep
 from ..experiments.runner import WorkerOptions
 from ..experiments.store import NewRun, Store
-from ..experiments.sweepfile import load_sweep
+from ..experiments.sweepfile import DEFAULT_MAX_RUNS, SweepSpec, TooManyRunsError, load_sweep
 from .common import console, err_console, user_errors
 from .interrupts import resumable
 from .options import (
@@ -26,6 +27,9 @@ from .options import (
 from .progress import SweepProgress, training_progress
 
 RetryFailedOption = Annotated[bool, typer.Option("--retry-failed", help="Run failed runs again.")]
+MaxRunsOption = Annotated[
+    int, typer.Option("--max-runs", min=1, help="Refuse a sweep of more runs than this.")
+]
 DryRunOption = Annotated[
     bool, typer.Option("--dry-run", help="List the runs and their density; write nothing.")
 ]
@@ -40,6 +44,7 @@ def sweep(
     checkpoint_dir: CheckpointDirOption = None,
     stale_after: StaleAfterOption = 120.0,
     retry_failed: RetryFailedOption = False,
+    max_runs: MaxRunsOption = DEFAULT_MAX_RUNS,
     dry_run: DryRunOption = False,
 ) -> None:
     """Run every pending run of a sweep file. Rerunning resumes where it stopped."""
@@ -47,7 +52,7 @@ def sweep(
     options = WorkerOptions(
         device=checked_device(device), stale_after=stale_after, checkpoint_dir=checkpoint_dir
     )
-    runs = plan_sweep(spec)
+    runs = _planned(spec, max_runs)
     if dry_run:
         console.print(_plan_table(spec.name, runs))
         return
@@ -64,6 +69,13 @@ def sweep(
         display = SweepProgress(progress, len(run_ids), finished)
         run_workers(store, sweep_id, options, workers, on_event=display)
     _finish(spec.name, store.status_counts(sweep_id))
+
+
+def _planned(spec: SweepSpec, max_runs: int) -> list[NewRun]:
+    try:
+        return plan_sweep(spec, max_runs)
+    except TooManyRunsError as err:
+        raise UserError(f"{err}; raise the limit with --max-runs {err.count}") from None
 
 
 def _finish(name: str, counts: dict[str, int]) -> None:

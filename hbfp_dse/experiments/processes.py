@@ -6,8 +6,12 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import queue
+import signal
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
+from multiprocessing.process import BaseProcess
+from types import FrameType
 from typing import Any
 
 import torch
@@ -15,6 +19,9 @@ import torch
 from ..errors import UserError
 from .runner import Emit, WorkerOptions, work
 from .store import Store
+
+STOP_TIMEOUT_S = 30.0
+"""How long interrupted workers may take to mark their runs before they are killed."""
 
 
 def _worker_process(
@@ -59,33 +66,68 @@ def spawn_workers(
     target: Callable[..., None], args: tuple[Any, ...], workers: int, on_event: Emit
 ) -> None:
     """Run ``target(*args, events)`` in ``workers`` spawned processes, relaying the events
-    they put on the queue to ``on_event``. Ctrl-C reaches the children too (one process
-    group); each marks its run interrupted before it exits."""
+    they put on the queue to ``on_event``. However this ends early (Ctrl-C, SIGTERM, an
+    error), the workers still running are interrupted, so that each marks its run
+    interrupted, and waited for."""
     context = multiprocessing.get_context("spawn")
     events = context.Queue()
     processes = [
-        context.Process(target=_quiet_interrupt, args=(target, *args, events))
-        for _ in range(workers)
+        context.Process(target=_interruptible, args=(target, *args, events)) for _ in range(workers)
     ]
-    for process in processes:
-        process.start()
     try:
-        while any(p.is_alive() for p in processes) or not events.empty():
-            try:
-                on_event(events.get(timeout=0.2))
-            except queue.Empty:
-                continue
-    finally:
         for process in processes:
-            process.join(timeout=30)
-            if process.is_alive():
-                process.terminate()
+            process.start()
+        _relay(events, processes, on_event)
+    finally:
+        _stop(processes, events)
     failed = [p.exitcode for p in processes if p.exitcode not in (0, None)]
     if failed:
         raise UserError(f"{len(failed)} worker process(es) exited with codes {failed}")
 
 
-def _quiet_interrupt(target: Callable[..., None], *args: Any) -> None:
-    # The run is marked interrupted by the worker; the parent reports it.
+def _relay(events: Any, processes: Sequence[BaseProcess], on_event: Emit) -> None:
+    while any(p.is_alive() for p in processes) or not events.empty():
+        with contextlib.suppress(queue.Empty):
+            on_event(events.get(timeout=0.2))
+
+
+def _stop(processes: Sequence[BaseProcess], events: Any) -> None:
+    """SIGTERM the workers still running and wait, at most ``STOP_TIMEOUT_S``, while they mark
+    their runs interrupted; then, or at a second interrupt, kill those left."""
+    running = [p for p in processes if p.is_alive()]
+    for process in running:
+        process.terminate()
+    deadline = time.monotonic() + STOP_TIMEOUT_S
+    with contextlib.suppress(KeyboardInterrupt):
+        while any(p.is_alive() for p in running) and time.monotonic() < deadline:
+            # Events are dropped but read: a worker exits only once its queue is flushed.
+            with contextlib.suppress(queue.Empty):
+                events.get(timeout=0.2)
+    for process in running:
+        if process.is_alive():
+            process.kill()
+        process.join()
+
+
+def _interruptible(target: Callable[..., None], *args: Any) -> None:
+    """A worker process: SIGTERM (from the parent, or a scheduler's to the process group)
+    counts as Ctrl-C, which the worker answers by marking its run interrupted."""
+    handler = _InterruptOnce()
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+    # The parent reports the interruption.
     with contextlib.suppress(KeyboardInterrupt):
         target(*args)
+
+
+class _InterruptOnce:
+    """Raises KeyboardInterrupt at the first signal only: Ctrl-C reaches a worker both from the
+    terminal and from the parent, and a second one would cut short marking its run."""
+
+    def __init__(self) -> None:
+        self.raised = False
+
+    def __call__(self, signum: int, frame: FrameType | None) -> None:
+        if not self.raised:
+            self.raised = True
+            raise KeyboardInterrupt

@@ -17,7 +17,7 @@ from ..cost.areas import UnitAreas
 from .costing import config_cost
 from .runner import DATA_CACHE
 from .store import NewRun, Provenance, Store
-from .sweepfile import PlannedRun, SweepSpec, expand
+from .sweepfile import DEFAULT_MAX_RUNS, PlannedRun, SweepSpec, expand
 
 
 def provenance(source: Path | None) -> Provenance:
@@ -75,16 +75,15 @@ def new_run(planned: PlannedRun, areas: UnitAreas | None = None) -> NewRun:
     )
 
 
-def plan_sweep(spec: SweepSpec) -> list[NewRun]:
+def plan_sweep(spec: SweepSpec, max_runs: int = DEFAULT_MAX_RUNS) -> list[NewRun]:
     """Every run of the sweep as the store would register it (what a dry run shows)."""
-    return [new_run(run) for run in expand(spec)]
+    return [new_run(run) for run in expand(spec, max_runs)]
 
 
 def check_data(spec: SweepSpec) -> None:
-    """Load every dataset the sweep's runs use, so that a missing one stops the sweep before
-    anything is written (and each worker process finds its first one loaded)."""
-    for run in expand(spec):
-        DATA_CACHE.get(run.config)
+    """Load the sweep's dataset, so that a missing one stops the sweep before anything is
+    written. Every run reads the data of ``base``: baselines and grids vary the schedule."""
+    DATA_CACHE.get(spec.base)
 
 
 def register_sweep(

@@ -2,12 +2,15 @@
 
 Each worker is a loop of claim → train → record. Every epoch is checkpointed to a directory
 all workers share, so a run taken over after a crash resumes from its last finished epoch;
-the checkpoint is removed once the run is done. Workers report progress as small event
-dicts through ``emit`` (a queue's ``put`` when they are separate processes).
+the checkpoint is removed once the run is done. Its name and stamp carry the store's id and
+the run's hash: stores sharing a directory never use each other's checkpoints. Workers report
+progress as small event dicts through ``emit`` (a queue's ``put`` when they are separate
+processes).
 """
 
 from __future__ import annotations
 
+import os
 import threading
 import traceback
 from collections.abc import Callable, Sequence
@@ -18,6 +21,7 @@ from typing import Any
 import torch
 
 from ..errors import UserError
+from ..training.checkpoint import CheckpointOwner, previous_checkpoint, remove_checkpoint
 from ..training.config import TrainConfig
 from ..training.data import DatasetPair
 from ..training.devices import resolve_device
@@ -47,6 +51,19 @@ def checkpoint_dir_for(store: Store, given: Path | None) -> Path:
     if path is not None:
         return path.with_suffix(".checkpoints")
     return Path("hbfp-checkpoints")
+
+
+def _checkpoint_path(directory: Path, store: Store, run: RunRecord) -> Path:
+    return directory / f"run-{store.store_id[:12]}-{run.run_hash}.pt"
+
+
+def _adopt_legacy_checkpoint(directory: Path, run: RunRecord, checkpoint: Path) -> None:
+    """Checkpoints were once named ``run-{id}.pt``, unstamped: a run takes its file over when
+    it has trained before (a first attempt has none) and has no checkpoint of the new name."""
+    legacy = directory / f"run-{run.id}.pt"
+    newer = checkpoint.exists() or previous_checkpoint(checkpoint).exists()
+    if run.attempts > 1 and legacy.exists() and not newer:
+        os.replace(legacy, checkpoint)
 
 
 class _DataCache:
@@ -153,14 +170,23 @@ def execute_run(
     config = TrainConfig.model_validate(run.config)
     if options.device is not None:
         config = config.model_copy(update={"device": options.device})
-    checkpoint = checkpoint_dir_for(store, options.checkpoint_dir) / f"run-{run.id}.pt"
+    directory = checkpoint_dir_for(store, options.checkpoint_dir)
+    checkpoint = _checkpoint_path(directory, store, run)
+    owner = CheckpointOwner(store.store_id, run.run_hash, run.attempts)
     beat = _Heartbeat(store, run.id, worker, options.heartbeat_every)
     beat.start()
     try:
+        _adopt_legacy_checkpoint(directory, run, checkpoint)
         device = str(resolve_device(config.device))
         data = (data_cache or _DataCache()).get(config)
         recorder = _RecordEpochs(store, run, worker, device, emit, beat)
-        result = train(config, callbacks=[recorder, *callbacks], checkpoint=checkpoint, data=data)
+        result = train(
+            config,
+            callbacks=[recorder, *callbacks],
+            checkpoint=checkpoint,
+            data=data,
+            owner=owner,
+        )
     except KeyboardInterrupt:
         store.interrupt(run.id, worker)
         emit({"event": "finish", "worker": worker, "run_id": run.id, "status": "interrupted"})
@@ -184,7 +210,7 @@ def execute_run(
         best_acc=result.best_test_acc,
         error=result.message if status != "done" else None,
     )
-    checkpoint.unlink(missing_ok=True)
+    remove_checkpoint(checkpoint)
     emit(
         {
             "event": "finish",

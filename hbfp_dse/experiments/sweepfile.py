@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +21,7 @@ from pydantic import Field, field_validator, model_validator
 
 from ..configfile import StrictModel, parse_yaml, read_yaml, validate
 from ..errors import UserError
-from ..training.config import ScheduleConfig, TrainConfig
+from ..training.config import ScheduleConfig, Seed, TrainConfig
 from .search.section import SearchSpace
 from .space import (
     BlockAxis,
@@ -36,6 +37,16 @@ from .space import (
 
 LayerPlan = Literal["all", "boost_ends", "fp32_ends"]
 RunKind = Literal["baseline", "grid", "search"]
+# Sweeps larger than this are refused unless asked for: a typo in a grid can mean 10^6 runs.
+DEFAULT_MAX_RUNS = 10_000
+
+
+class TooManyRunsError(UserError):
+    """A sweep that expands to more runs than the limit allows."""
+
+    def __init__(self, count: int, limit: int) -> None:
+        super().__init__(f"the sweep expands to {count:,} runs, more than the limit of {limit:,}")
+        self.count, self.limit = count, limit
 
 
 class Grid(SharedAxes):
@@ -55,6 +66,12 @@ class Grid(SharedAxes):
     def _sub_blocks_fit(self) -> Grid:
         self.check_sub_blocks(self.block_size, "grid")
         return self
+
+    @property
+    def size(self) -> int:
+        """The number of points, without walking them."""
+        axes = (self.mantissa_bits, self.block_size, self.scaling, self.layers)
+        return math.prod(map(len, (*axes, self.boost_last_epochs, self.rounding)))
 
     def points(self) -> Iterator[tuple[str, Point]]:
         """Every point of the grid with its label, in axis order."""
@@ -103,8 +120,15 @@ class SweepSpec(StrictModel):
     base: TrainConfig = Field(default_factory=TrainConfig)
     baselines: list[Baseline] = Field(default_factory=list)
     grid: Grid | None = None
-    seeds: list[int] = Field([0], min_length=1)
+    seeds: list[Seed] = Field([0], min_length=1)
     search: SearchSpace | None = None
+
+    @property
+    def run_count(self) -> int:
+        """The runs the sweep expands to at most (equal ones are kept once), without
+        expanding it."""
+        grid = self.grid.size if self.grid is not None else 0
+        return (len(self.baselines) + grid) * len(self.seeds)
 
     @field_validator("seeds")
     @classmethod
@@ -147,9 +171,12 @@ def _variants(spec: SweepSpec) -> Iterator[tuple[str, RunKind, TrainConfig]]:
             yield label, "grid", point_config(point, spec.base)
 
 
-def expand(spec: SweepSpec) -> list[PlannedRun]:
+def expand(spec: SweepSpec, max_runs: int = DEFAULT_MAX_RUNS) -> list[PlannedRun]:
     """Every run of the sweep: baselines, then the grid, each once per seed; duplicates
-    (the same resolved configuration reached twice) are kept once."""
+    (the same resolved configuration reached twice) are kept once. A sweep of more than
+    ``max_runs`` runs is refused before it is expanded."""
+    if spec.run_count > max_runs:
+        raise TooManyRunsError(spec.run_count, max_runs)
     runs: dict[str, PlannedRun] = {}
     for label, kind, variant in _variants(spec):
         for seed in spec.seeds:

@@ -1,15 +1,23 @@
 """What a checkpoint saves and restores: the training state and every RNG a run draws from.
 
 The file is a ``torch.save`` of ``{"model", "optimizer", "scheduler", "history", "rng"}``,
-``rng`` holding ``{"torch", "cuda", "numpy", "python", "quant"}``. Runs resume across upgrades,
-so this layout must not change.
+``rng`` holding ``{"torch", "cuda", "numpy", "python", "quant"}``, and ``owner`` (the
+``CheckpointOwner`` as a dict) when the run it belongs to is known. Runs resume across upgrades,
+so this layout must not change: files without ``owner`` were written before it and still load.
+
+Each save goes to a temporary file of its writer, is fsynced, and replaces the checkpoint,
+whose previous version is kept beside it (``run.pt`` → ``run.prev.pt``). A file that cannot be
+read, or that belongs to another run, is set aside (renamed) with a warning and never used.
 """
 
 from __future__ import annotations
 
 import os
+import pickle
 import random
-from dataclasses import asdict
+import time
+import warnings
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -18,6 +26,31 @@ import torch
 from torch import nn
 
 from .results import EpochRecord
+
+_LAYOUT = frozenset({"model", "optimizer", "scheduler", "history", "rng"})
+# What torch.load raises on a truncated, corrupt or foreign file.
+_UNREADABLE = (OSError, EOFError, RuntimeError, ValueError, pickle.UnpicklingError)
+
+
+class CheckpointWarning(UserWarning):
+    """A checkpoint was set aside: the run resumes from an older one or starts over."""
+
+
+@dataclass(frozen=True)
+class CheckpointOwner:
+    """The run a checkpoint belongs to: its store, its hash there, and the attempt writing it.
+    Loading refuses another store's or run's file; the attempt only tells writers apart."""
+
+    store_id: str
+    run_hash: str
+    attempt: int
+
+    def owns(self, stamp: object) -> bool:
+        if stamp is None:
+            return True  # written before checkpoints were stamped
+        if not isinstance(stamp, dict):
+            return False
+        return (stamp.get("store_id"), stamp.get("run_hash")) == (self.store_id, self.run_hash)
 
 
 class Checkpointed(Protocol):
@@ -37,9 +70,13 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def save_checkpoint(state: Checkpointed, path: Path) -> None:
-    """Write atomically: a crash mid-write leaves the previous checkpoint intact."""
-    saved = {
+def previous_checkpoint(path: Path) -> Path:
+    return path.with_name(f"{path.stem}.prev{path.suffix}")
+
+
+def save_checkpoint(state: Checkpointed, path: Path, owner: CheckpointOwner | None = None) -> None:
+    """Write durably: a crash at any point leaves the checkpoint or its previous one whole."""
+    saved: dict[str, Any] = {
         "model": state.model.state_dict(),
         "optimizer": state.optimizer.state_dict(),
         "scheduler": state.scheduler.state_dict(),
@@ -52,14 +89,81 @@ def save_checkpoint(state: Checkpointed, path: Path) -> None:
             "quant": state.quant_generator.get_state(),
         },
     }
+    if owner is not None:
+        saved["owner"] = asdict(owner)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(saved, tmp)
-    os.replace(tmp, path)
+    tmp = _temporary(path, owner)
+    try:
+        with tmp.open("wb") as file:
+            torch.save(saved, file)
+            file.flush()
+            os.fsync(file.fileno())
+        if path.exists():
+            os.replace(path, previous_checkpoint(path))
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    _fsync_directory(path.parent)
 
 
-def load_checkpoint(state: Checkpointed, path: Path) -> None:
-    saved = torch.load(path, map_location=state.device, weights_only=True)
+def load_checkpoint(state: Checkpointed, path: Path, owner: CheckpointOwner | None = None) -> bool:
+    """Restore the checkpoint at ``path``, or its previous one when it is missing or set aside;
+    False when neither is usable (the run starts over)."""
+    for candidate in (path, previous_checkpoint(path)):
+        saved = _read(candidate, owner)
+        if saved is not None:
+            _restore(state, saved)
+            return True
+    return False
+
+
+def remove_checkpoint(path: Path) -> None:
+    """The checkpoint, its previous one and temporary files a crashed writer left."""
+    for stale in [path, previous_checkpoint(path), *path.parent.glob(f"{path.name}.*.tmp")]:
+        stale.unlink(missing_ok=True)
+
+
+def _temporary(path: Path, owner: CheckpointOwner | None) -> Path:
+    # Per writer: an old owner of a run still saving must not write the new owner's file.
+    writer = f"attempt-{owner.attempt}" if owner is not None else f"pid-{os.getpid()}"
+    return path.with_name(f"{path.name}.{writer}.tmp")
+
+
+def _fsync_directory(directory: Path) -> None:
+    """Makes the renames durable: without it a crash may forget them."""
+    descriptor = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def _read(path: Path, owner: CheckpointOwner | None) -> dict[str, Any] | None:
+    if not path.exists():
+        return None
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+    except _UNREADABLE as err:
+        _set_aside(path, "unreadable", f"cannot be read ({err})")
+        return None
+    if not isinstance(saved, dict) or not saved.keys() >= _LAYOUT:
+        _set_aside(path, "unreadable", "is not a checkpoint")
+        return None
+    if owner is not None and not owner.owns(saved.get("owner")):
+        _set_aside(path, "foreign", f"belongs to another run ({saved.get('owner')})")
+        return None
+    return saved
+
+
+def _set_aside(path: Path, why: str, problem: str) -> None:
+    aside = path.with_name(f"{path.name}.{why}-{time.time_ns()}")
+    os.replace(path, aside)
+    warnings.warn(
+        f"checkpoint {path} {problem}; set aside as {aside.name}", CheckpointWarning, stacklevel=4
+    )
+
+
+def _restore(state: Checkpointed, saved: dict[str, Any]) -> None:
     state.model.load_state_dict(saved["model"])
     state.optimizer.load_state_dict(saved["optimizer"])
     state.scheduler.load_state_dict(saved["scheduler"])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import Field, field_validator, model_validator
 
@@ -13,6 +13,9 @@ from ..emulation import Blocking, Quantization, Rule, Schedule
 from ..formats import Rounding, parse_format
 from .devices import DeviceError, check_device_name
 from .optim import LRScheduleConfig, OptimizerConfig
+
+# Seeds are stored in 32-bit integer columns (PostgreSQL's INTEGER).
+Seed = Annotated[int, Field(ge=0, le=2**31 - 1)]
 
 
 def _format_name(name: str) -> str:
@@ -113,7 +116,7 @@ class TrainConfig(StrictModel):
     download: bool = False
     train_size: int | None = Field(None, ge=1)
     test_size: int | None = Field(None, ge=1)
-    split_seed: int = 0
+    split_seed: Seed = 0
     augment: bool | None = None
 
     epochs: int = Field(5, ge=1, le=10_000)
@@ -128,7 +131,7 @@ class TrainConfig(StrictModel):
     weight_storage: str | None = None
     quantize_attention: bool = False  # also the matmuls inside nn.MultiheadAttention
 
-    seed: int = 0
+    seed: Seed = 0
     device: str = "auto"
     deterministic: bool = False
     channels_last: bool = False

@@ -17,7 +17,7 @@ from ..emulation import LayerInfo, Quantization, apply_formats, round_master_wei
 from ..errors import UserError
 from ..formats import Format
 from .assembly import model_for
-from .checkpoint import load_checkpoint, save_checkpoint, seed_everything
+from .checkpoint import CheckpointOwner, load_checkpoint, save_checkpoint, seed_everything
 from .config import TrainConfig
 from .data import DatasetPair, TensorBatches, load_dataset
 from .devices import resolve_device
@@ -109,12 +109,14 @@ def train(
     callbacks: Sequence[Callback] = (),
     checkpoint: Path | None = None,
     data: DatasetPair | None = None,
+    owner: CheckpointOwner | None = None,
 ) -> RunResult:
     """Train one configuration. With ``checkpoint``, state is saved after every epoch and
-    a run that finds one there resumes from it. A NaN/Inf loss ends the run as diverged."""
+    a run that finds one there resumes from it; ``owner`` stamps the files with their run and
+    refuses another run's. A NaN/Inf loss ends the run as diverged."""
     state = _initial_state(config, data)
-    if checkpoint is not None and checkpoint.exists():
-        load_checkpoint(state, checkpoint)
+    if checkpoint is not None:
+        load_checkpoint(state, checkpoint, owner)
     start = len(state.history)
     for cb in callbacks:
         _call(cb, "on_start", config.epochs, len(state.train_batches), start)
@@ -127,7 +129,7 @@ def train(
                 return _result(state, "diverged", f"loss became NaN/Inf in epoch {epoch}")
             state.history.append(record)
             if checkpoint is not None:
-                save_checkpoint(state, checkpoint)
+                save_checkpoint(state, checkpoint, owner)
             if any(_call(cb, "on_epoch_end", record) for cb in callbacks):
                 return _result(state, "stopped", f"stopped by a callback after epoch {epoch}")
     finally:

@@ -5,10 +5,14 @@ Alembic runs from code on the store's own connection (no alembic.ini) and keeps 
 in ``hbfp_alembic_version``: Optuna keeps its own in ``alembic_version`` in the same database.
 Databases from before Alembic carry ``hbfp_meta.schema_version`` 2 and no revision; they are
 stamped at the baseline revision, which is that schema, and upgraded like any other.
+
+``hbfp_meta.store_id``, a random UUID, names the database (its checkpoints carry it); it is
+written with the tables, and added on opening to a database made before it existed.
 """
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cache
@@ -38,6 +42,7 @@ APPLICATION = "hbfp-dse"
 # every later change is a revision and leaves it at 2.
 SCHEMA_VERSION = 2
 BASELINE = "0001"
+STORE_ID = "store_id"
 # The PostgreSQL advisory lock held while creating or upgrading the tables ("hbfp" in ASCII).
 LOCK_KEY = 0x68626670
 # Optuna's own tables, which may share the database with ours.
@@ -78,9 +83,10 @@ def revisions() -> ScriptDirectory:
     return ScriptDirectory(str(MIGRATIONS))
 
 
-def open_schema(engine: Engine, url: str, *, create: bool) -> None:
-    """Make sure ``engine``'s database holds our tables at the head revision; ``create=False``
-    refuses a database without them. ``url`` (password hidden) names it in errors."""
+def open_schema(engine: Engine, url: str, *, create: bool) -> str:
+    """Make sure ``engine``'s database holds our tables at the head revision, and return its
+    store id; ``create=False`` refuses a database without them. ``url`` (password hidden)
+    names it in errors."""
     try:
         tables = set(inspect(engine).get_table_names())
     except DBAPIError as err:
@@ -92,8 +98,9 @@ def open_schema(engine: Engine, url: str, *, create: bool) -> None:
         if not create:
             raise NoResultsError(url)
         _create(engine, url)
-    _check_meta(engine, url)
+    meta = _check_meta(engine, url)
     _upgrade(engine, url)
+    return meta.get(STORE_ID) or _add_store_id(engine, url)
 
 
 def _create(engine: Engine, url: str) -> None:
@@ -107,6 +114,7 @@ def _create(engine: Engine, url: str) -> None:
                 [
                     {"key": "application", "value": APPLICATION},
                     {"key": "schema_version", "value": str(SCHEMA_VERSION)},
+                    {"key": STORE_ID, "value": str(uuid.uuid4())},
                 ],
             )
             command.stamp(alembic_config(connection), "head")
@@ -114,7 +122,7 @@ def _create(engine: Engine, url: str) -> None:
         raise StoreError(url, f"cannot create tables in {url}: {_first_line(err)}") from None
 
 
-def _check_meta(engine: Engine, url: str) -> None:
+def _check_meta(engine: Engine, url: str) -> dict[str, str]:
     with engine.connect() as connection:
         values = dict(connection.execute(select(MetaRow.key, MetaRow.value)).all())
     if values.get("application") != APPLICATION:
@@ -122,6 +130,21 @@ def _check_meta(engine: Engine, url: str) -> None:
     version = int(values.get("schema_version", "0"))
     if version != SCHEMA_VERSION:
         raise SchemaVersionError(url, version, SCHEMA_VERSION)
+    return values
+
+
+def _add_store_id(engine: Engine, url: str) -> str:
+    try:
+        with _locked(engine) as connection:
+            query = select(MetaRow.value).where(MetaRow.key == STORE_ID)
+            existing = connection.execute(query).scalar()
+            if existing is not None:
+                return existing  # another process was first
+            store_id = str(uuid.uuid4())
+            connection.execute(insert(MetaRow).values(key=STORE_ID, value=store_id))
+            return store_id
+    except SQLAlchemyError as err:
+        raise StoreError(url, f"cannot name the store in {url}: {_first_line(err)}") from None
 
 
 def _upgrade(engine: Engine, url: str) -> None:

@@ -10,13 +10,14 @@ reclaimed by the next worker.
 from __future__ import annotations
 
 import os
+import re
 import socket
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, fields
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import create_engine, delete, event, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
@@ -40,6 +41,21 @@ def resolve_url(url: str | None) -> str:
     return url or os.environ.get(ENV_URL) or DEFAULT_URL
 
 
+T = TypeVar("T")
+# Rows or values per statement: far below PostgreSQL's 65,535 bound parameters per statement.
+CHUNK = 1000
+
+
+def chunks(items: Sequence[T]) -> Iterator[Sequence[T]]:
+    for start in range(0, len(items), CHUNK):
+        yield items[start : start + CHUNK]
+
+
+def redact_password(url: str) -> str:
+    """``url`` with any password replaced by ``***``, even where the URL does not parse."""
+    return re.sub(r"(://[^:/@]*:)[^/?#]*@", r"\1***@", url)
+
+
 def sqlite_path(url: str) -> Path | None:
     """The file of a SQLite URL, or None for other databases and in-memory SQLite."""
     parsed = make_url(url)
@@ -55,16 +71,23 @@ def worker_name() -> str:
 class Store:
     """One results database, created or upgraded to the newest schema on opening.
     ``create=False`` refuses a database without results, and never creates a missing SQLite
-    file, so that reading commands leave nothing behind."""
+    file, so that reading commands leave nothing behind. ``store_id`` is the database's
+    lasting identity (a UUID), which its runs' checkpoints carry."""
 
     def __init__(self, url: str | None = None, *, create: bool = True) -> None:
         self.url = resolve_url(url)
         try:
             parsed = make_url(self.url)
-        except ArgumentError:
+        except (ArgumentError, ValueError):  # ValueError: a port that is not a number
+            shown = redact_password(self.url)
             raise StoreError(
-                self.url, f"database URL {self.url!r} is not a valid SQLAlchemy URL"
+                shown, f"database URL {shown!r} is not a valid SQLAlchemy URL"
             ) from None
+        if self.url.partition("://")[2].partition("/")[0].count("@") > 1:
+            # The driver would take the rest of the password for the host, and echo it.
+            raise StoreError(
+                self.safe_url, f"database URL {self.safe_url!r}: write '@' in a password as %40"
+            )
         path = sqlite_path(self.url)
         if path is not None and not path.exists():
             if not create:
@@ -72,7 +95,7 @@ class Store:
             if not path.parent.is_dir():
                 raise StoreError(self.url, f"{self.url}: directory {path.parent} does not exist")
         self.engine = self._connect(parsed.get_backend_name())
-        open_schema(self.engine, self.safe_url, create=create)
+        self.store_id = open_schema(self.engine, self.safe_url, create=create)
         self._use_wal()
 
     def _connect(self, backend: str) -> Engine:
@@ -91,7 +114,8 @@ class Store:
 
     @property
     def safe_url(self) -> str:
-        return make_url(self.url).render_as_string(hide_password=True)
+        # Our own redaction: SQLAlchemy's reads an unencoded "@" in a password as the host's.
+        return redact_password(self.url)
 
     @property
     def is_sqlite(self) -> bool:
@@ -154,20 +178,22 @@ class Store:
             return self._run_ids(connection, sweep_id, runs)
 
     def _insert_runs(self, connection: Connection, sweep_id: int, runs: Sequence[NewRun]) -> None:
-        if runs:
-            now = utcnow()
-            stored = {"sweep_id": sweep_id, "status": "pending", "attempts": 0, "created_at": now}
+        now = utcnow()
+        stored = {"sweep_id": sweep_id, "status": "pending", "attempts": 0, "created_at": now}
+        for chunk in chunks(runs):
             connection.execute(
-                self._insert_ignore(RunRow), [{**stored, **asdict(run)} for run in runs]
+                self._insert_ignore(RunRow), [{**stored, **asdict(run)} for run in chunk]
             )
 
     @staticmethod
     def _run_ids(connection: Connection, sweep_id: int, runs: Sequence[NewRun]) -> list[int]:
         hashes = [run.run_hash for run in runs]
-        query = select(RunRow.run_hash, RunRow.id).where(
-            RunRow.sweep_id == sweep_id, RunRow.run_hash.in_(hashes)
-        )
-        ids = dict(connection.execute(query).all())
+        ids: dict[str, int] = {}
+        for chunk in chunks(hashes):
+            query = select(RunRow.run_hash, RunRow.id).where(
+                RunRow.sweep_id == sweep_id, RunRow.run_hash.in_(chunk)
+            )
+            ids.update((run_hash, run_id) for run_hash, run_id in connection.execute(query))
         return [ids[h] for h in hashes]
 
     def adopt_trial(self, run_id: int, trial_number: int, target: float) -> None:
@@ -358,10 +384,13 @@ class Store:
         query = select(func.count()).where(
             RunRow.sweep_id == sweep_id, RunRow.status.in_(sorted(FINISHED_STATUSES))
         )
-        if run_ids is not None:
-            query = query.where(RunRow.id.in_(list(run_ids)))
         with self.engine.connect() as connection:
-            return connection.execute(query).scalar_one()
+            if run_ids is None:
+                return connection.execute(query).scalar_one()
+            return sum(
+                connection.execute(query.where(RunRow.id.in_(chunk))).scalar_one()
+                for chunk in chunks(run_ids)
+            )
 
 
 def _run_record(row: RunRow, with_epochs: bool) -> RunRecord:
