@@ -467,6 +467,17 @@ def test_a_sweep_over_the_run_limit_is_refused_with_the_flag_to_raise_it(tmp_pat
     assert invoke("sweep", file, "--max-runs", "8", "--dry-run").exit_code == 0
 
 
+def test_a_stale_after_shorter_than_three_heartbeats_is_refused(tmp_path: Path) -> None:
+    file = tmp_path / "tiny.yaml"
+    file.write_text(TINY)
+    db = tmp_path / "r.db"
+    assert_user_error(
+        invoke("sweep", file, "--db", sqlite_url(db), "--stale-after", "1"),
+        "--stale-after 1: at least 60",
+    )
+    assert not db.exists()
+
+
 def test_an_unknown_model_writes_no_database(tmp_path: Path) -> None:
     file = tmp_path / "tiny.yaml"
     file.write_text(TINY.replace("model: mlp", "model: nosuch"))

@@ -60,7 +60,8 @@ StaleAfterOption = Annotated[
     typer.Option(
         "--stale-after",
         min=1.0,
-        help="Seconds without a heartbeat before a running run is taken over.",
+        help="Seconds without a heartbeat before a running run is taken over "
+        "(at least three heartbeats: 60).",
     ),
 ]
 TargetAccOption = Annotated[

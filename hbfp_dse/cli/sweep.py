@@ -11,7 +11,7 @@ from rich.table import Table
 from ..errors import UserError
 from ..experiments.processes import run_workers
 from ..experiments.registration import check_data, plan_sweep, register_sweep
-from ..experiments.runner import WorkerOptions
+from ..experiments.runner import StaleAfterError, WorkerOptions
 from ..experiments.store import NewRun, Store
 from ..experiments.sweepfile import DEFAULT_MAX_RUNS, SweepSpec, TooManyRunsError, load_sweep
 from .common import console, err_console, user_errors
@@ -49,9 +49,7 @@ def sweep(
 ) -> None:
     """Run every pending run of a sweep file. Rerunning resumes where it stopped."""
     spec, text = load_sweep(file)
-    options = WorkerOptions(
-        device=checked_device(device), stale_after=stale_after, checkpoint_dir=checkpoint_dir
-    )
+    options = _worker_options(checked_device(device), stale_after, checkpoint_dir)
     runs = _planned(spec, max_runs)
     if dry_run:
         console.print(_plan_table(spec.name, runs))
@@ -69,6 +67,15 @@ def sweep(
         display = SweepProgress(progress, len(run_ids), finished)
         run_workers(store, sweep_id, options, workers, on_event=display)
     _finish(spec.name, store.status_counts(sweep_id))
+
+
+def _worker_options(
+    device: str | None, stale_after: float, checkpoint_dir: Path | None
+) -> WorkerOptions:
+    try:
+        return WorkerOptions(device, stale_after, checkpoint_dir=checkpoint_dir)
+    except StaleAfterError as err:
+        raise UserError(f"--stale-after {err.stale_after:g}: at least {err.minimum:g}") from None
 
 
 def _planned(spec: SweepSpec, max_runs: int) -> list[NewRun]:

@@ -33,6 +33,18 @@ Event = dict[str, Any]
 Emit = Callable[[Event], None]
 
 
+class StaleAfterError(UserError):
+    """A staleness limit so short that a live worker's run would be taken over."""
+
+    def __init__(self, stale_after: float, heartbeat_every: float) -> None:
+        self.minimum = 3 * heartbeat_every
+        super().__init__(
+            f"a run is stale after {stale_after:g} s without a heartbeat; with a heartbeat every "
+            f"{heartbeat_every:g} s that must be at least {self.minimum:g} s (three heartbeats)"
+        )
+        self.stale_after = stale_after
+
+
 @dataclass(frozen=True)
 class WorkerOptions:
     device: str | None = None  # overrides the configuration's device
@@ -40,6 +52,11 @@ class WorkerOptions:
     heartbeat_every: float = 20.0
     checkpoint_dir: Path | None = None
     threads: int | None = None  # torch threads per worker
+
+    def __post_init__(self) -> None:
+        # Three missed heartbeats, not one late one (a busy database, a long GC pause).
+        if self.stale_after < 3 * self.heartbeat_every:
+            raise StaleAfterError(self.stale_after, self.heartbeat_every)
 
 
 def checkpoint_dir_for(store: Store, given: Path | None) -> Path:
