@@ -478,6 +478,17 @@ def test_a_stale_after_shorter_than_three_heartbeats_is_refused(tmp_path: Path) 
     assert not db.exists()
 
 
+def test_a_checkpoint_dir_that_cannot_be_written_stops_the_sweep_first(tmp_path: Path) -> None:
+    file = tmp_path / "tiny.yaml"
+    file.write_text(TINY)
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    db = tmp_path / "r.db"
+    result = invoke("sweep", file, "--db", sqlite_url(db), "--checkpoint-dir", blocker / "ckpt")
+    assert_user_error(result, f"checkpoint directory {blocker / 'ckpt'}")
+    assert not db.exists()
+
+
 def test_an_unknown_model_writes_no_database(tmp_path: Path) -> None:
     file = tmp_path / "tiny.yaml"
     file.write_text(TINY.replace("model: mlp", "model: nosuch"))

@@ -9,7 +9,7 @@ from typing import Annotated
 import optuna
 import typer
 
-from ..experiments.runner import WorkerOptions
+from ..experiments.runner import WorkerOptions, check_checkpoint_dir, checkpoint_dir_for
 from ..experiments.search.trials import (
     SearchJob,
     SearchOutcome,
@@ -17,7 +17,7 @@ from ..experiments.search.trials import (
     prepare,
     run_search_workers,
 )
-from ..experiments.store import Store
+from ..experiments.store import Store, resolve_url
 from ..experiments.sweepfile import load_sweep
 from .common import console, err_console, print_json, user_errors
 from .interrupts import resumable
@@ -69,12 +69,10 @@ def search(
     job = SearchJob.for_sweep(spec, text, file, target, study, trials, timeout)
     options = WorkerOptions(device=checked_device(device), checkpoint_dir=checkpoint_dir)
     check_search(job)
+    check_checkpoint_dir(checkpoint_dir_for(resolve_url(db), checkpoint_dir))
     store = Store(db)
     sweep_id = prepare(store, job)
-    err_console.print(
-        f"search [bold]{job.study_name}[/]: up to {job.total_trials} trials for accuracy >= "
-        f"{target:.2%}; store {store.safe_url}"
-    )
+    _banner(job, store)
     resume = "run the same command again to resume the study"
     with resumable(resume), warnings.catch_warnings(), training_progress() as progress:
         warnings.simplefilter("ignore", UserWarning)  # anchors skipped are shown below
@@ -86,6 +84,13 @@ def search(
         console.print(_summary(outcome, spec.name))
     if outcome.best is None:
         raise typer.Exit(1)
+
+
+def _banner(job: SearchJob, store: Store) -> None:
+    err_console.print(
+        f"search [bold]{job.study_name}[/]: up to {job.total_trials} trials for accuracy >= "
+        f"{job.target:.2%}; store {store.safe_url}"
+    )
 
 
 def _json(outcome: SearchOutcome) -> dict[str, object]:

@@ -59,15 +59,35 @@ class WorkerOptions:
             raise StaleAfterError(self.stale_after, self.heartbeat_every)
 
 
-def checkpoint_dir_for(store: Store, given: Path | None) -> Path:
+class CheckpointDirError(UserError):
+    """A checkpoint directory that cannot be created or written."""
+
+    def __init__(self, directory: Path, reason: str) -> None:
+        super().__init__(f"checkpoint directory {directory}: {reason}")
+        self.directory, self.reason = directory, reason
+
+
+def checkpoint_dir_for(url: str, given: Path | None) -> Path:
     """By default beside a SQLite database (``results.db`` → ``results.checkpoints/``);
     other databases need a directory every worker can reach, default ``./hbfp-checkpoints``."""
     if given is not None:
         return given
-    path = sqlite_path(store.url)
+    path = sqlite_path(url)
     if path is not None:
         return path.with_suffix(".checkpoints")
     return Path("hbfp-checkpoints")
+
+
+def check_checkpoint_dir(directory: Path) -> None:
+    """A checkpoint directory that cannot be made or written stops the sweep before its first
+    run, instead of failing every run. Nothing is created here."""
+    existing = directory
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise CheckpointDirError(directory, f"{existing} is not a directory")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise CheckpointDirError(directory, f"{existing} is not writable")
 
 
 def _checkpoint_path(directory: Path, store: Store, run: RunRecord) -> Path:
@@ -187,7 +207,7 @@ def execute_run(
     config = TrainConfig.model_validate(run.config)
     if options.device is not None:
         config = config.model_copy(update={"device": options.device})
-    directory = checkpoint_dir_for(store, options.checkpoint_dir)
+    directory = checkpoint_dir_for(store.url, options.checkpoint_dir)
     checkpoint = _checkpoint_path(directory, store, run)
     owner = CheckpointOwner(store.store_id, run.run_hash, run.attempts)
     beat = _Heartbeat(store, run.id, worker, options.heartbeat_every)
