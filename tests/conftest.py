@@ -12,6 +12,13 @@ import pytest
 PG_ENV = "HBFP_DSE_TEST_PG_URL"
 
 
+@pytest.fixture
+def eager_quantizer(monkeypatch: pytest.MonkeyPatch) -> None:
+    """For tests that train tiny runs: compiling the quantizer takes longer than they do, and
+    the compiled kernels have tests of their own."""
+    monkeypatch.setenv("HBFP_DSE_COMPILE", "0")
+
+
 @pytest.fixture(scope="session")
 def _pg_schema_url() -> Iterator[str | None]:
     """The test server's URL, pointed at a schema of this test session's own: tables that an

@@ -32,9 +32,7 @@ PROVENANCE = Provenance(None, None, "3", "2", "0", "test")
 LEGACY_DB = Path(__file__).parent / "data" / "results-schema-v2.db"
 
 
-@pytest.fixture(autouse=True)
-def _eager_quantizer(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("HBFP_DSE_COMPILE", "0")
+pytestmark = pytest.mark.usefixtures("eager_quantizer")
 
 
 @pytest.fixture(scope="module")

@@ -13,10 +13,7 @@ from hbfp_dse.cli.app import app
 SMALL = "model: mlp\ntrain_size: 96\ntest_size: 64\nbatch_size: 32\ndevice: cpu\n"
 
 
-@pytest.fixture(autouse=True)
-def _eager_quantizer(monkeypatch: pytest.MonkeyPatch) -> None:
-    # Compiling the quantizer takes longer than these tiny runs; it has its own tests.
-    monkeypatch.setenv("HBFP_DSE_COMPILE", "0")
+pytestmark = pytest.mark.usefixtures("eager_quantizer")
 
 
 @pytest.fixture

@@ -31,10 +31,7 @@ search:
 """
 
 
-@pytest.fixture(autouse=True)
-def _eager_quantizer(monkeypatch: pytest.MonkeyPatch) -> None:
-    # Compiling the quantizer costs more than these tiny runs; it has its own tests.
-    monkeypatch.setenv("HBFP_DSE_COMPILE", "0")
+pytestmark = pytest.mark.usefixtures("eager_quantizer")
 
 
 def _sweep_file(tmp_path: Path, name: str = "tiny") -> Path:

@@ -7,11 +7,9 @@ import csv
 import io
 import json
 import os
-import shutil
 import signal
 import sqlite3
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import closing
@@ -22,6 +20,7 @@ from typing import Any
 import pytest
 import torch
 import yaml
+from console import hbfp_dse
 from typer.testing import CliRunner, Result
 
 from hbfp_dse.cli.app import app
@@ -560,14 +559,6 @@ def test_an_unknown_sweep_name_lists_the_known_ones(tiny: Sweep) -> None:
 
 
 # A killed or interrupted `hbfp-dse sweep` process -----------------------------------------
-
-
-def hbfp_dse() -> str:
-    beside = Path(sys.executable).with_name("hbfp-dse")
-    found = str(beside) if beside.exists() else shutil.which("hbfp-dse")
-    if found is None:
-        pytest.fail("the hbfp-dse console script is not installed")
-    return found
 
 
 def start_sweep(file: Path, db: Path, log: Path) -> subprocess.Popen[bytes]:

@@ -34,10 +34,7 @@ from hbfp_dse.training.trainer import train
 TIMING = {"seconds", "images_per_s"}
 
 
-@pytest.fixture(autouse=True)
-def _eager_quantizer(monkeypatch: pytest.MonkeyPatch) -> None:
-    # Compiling the quantizer takes longer than these tiny runs; it has its own tests.
-    monkeypatch.setenv("HBFP_DSE_COMPILE", "0")
+pytestmark = pytest.mark.usefixtures("eager_quantizer")
 
 
 @pytest.fixture(scope="module")

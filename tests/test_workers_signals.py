@@ -4,14 +4,13 @@ processes: each marks its run interrupted, the command exits 130, and rerunning 
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
+from console import hbfp_dse
 from sqlalchemy.exc import OperationalError
 
 from hbfp_dse.errors import UserError
@@ -33,14 +32,6 @@ seeds: [0, 1]
 
 STARTUP_S = 240
 EXIT_S = 40
-
-
-def hbfp_dse() -> str:
-    beside = Path(sys.executable).with_name("hbfp-dse")
-    found = str(beside) if beside.exists() else shutil.which("hbfp-dse")
-    if found is None:
-        pytest.fail("the hbfp-dse console script is not installed")
-    return found
 
 
 def sweep_command(file: Path, db: Path) -> list[str]:

@@ -10,6 +10,8 @@ import typer
 
 from ..cost import UnitAreas, default_areas, load_areas
 from ..errors import UserError
+from ..experiments.runner import check_checkpoint_dir, checkpoint_dir_for
+from ..experiments.store import resolve_url
 from ..experiments.target import TargetError, parse_target
 from ..training.devices import DeviceError, resolve_device
 
@@ -96,6 +98,11 @@ def checked_target(value: float) -> float:
         return parse_target(value)
     except TargetError as err:
         raise UserError(f"--target-acc {err.value:g} {err.reason}") from None
+
+
+def checked_checkpoint_dir(db: str | None, given: Path | None) -> None:
+    """The directory the workers will checkpoint to, checked before anything is written."""
+    check_checkpoint_dir(checkpoint_dir_for(resolve_url(db), given))
 
 
 def checked_device(device: str | None) -> str | None:

@@ -9,7 +9,7 @@ from typing import Annotated
 import optuna
 import typer
 
-from ..experiments.runner import WorkerOptions, check_checkpoint_dir, checkpoint_dir_for
+from ..experiments.runner import WorkerOptions
 from ..experiments.search.trials import (
     SearchJob,
     SearchOutcome,
@@ -17,7 +17,7 @@ from ..experiments.search.trials import (
     prepare,
     run_search_workers,
 )
-from ..experiments.store import Store, resolve_url
+from ..experiments.store import Store
 from ..experiments.sweepfile import load_sweep
 from .common import console, err_console, print_json, user_errors
 from .interrupts import resumable
@@ -29,6 +29,7 @@ from .options import (
     OutputOption,
     TargetAccOption,
     WorkersOption,
+    checked_checkpoint_dir,
     checked_device,
     checked_target,
 )
@@ -69,7 +70,7 @@ def search(
     job = SearchJob.for_sweep(spec, text, file, target, study, trials, timeout)
     options = WorkerOptions(device=checked_device(device), checkpoint_dir=checkpoint_dir)
     check_search(job)
-    check_checkpoint_dir(checkpoint_dir_for(resolve_url(db), checkpoint_dir))
+    checked_checkpoint_dir(db, checkpoint_dir)
     store = Store(db)
     sweep_id = prepare(store, job)
     _banner(job, store)

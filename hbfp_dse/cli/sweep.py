@@ -11,13 +11,8 @@ from rich.table import Table
 from ..errors import UserError
 from ..experiments.processes import run_workers
 from ..experiments.registration import check_data, plan_sweep, register_sweep
-from ..experiments.runner import (
-    StaleAfterError,
-    WorkerOptions,
-    check_checkpoint_dir,
-    checkpoint_dir_for,
-)
-from ..experiments.store import NewRun, Store, resolve_url
+from ..experiments.runner import StaleAfterError, WorkerOptions
+from ..experiments.store import NewRun, Store
 from ..experiments.sweepfile import DEFAULT_MAX_RUNS, SweepSpec, TooManyRunsError, load_sweep
 from .common import console, err_console, user_errors
 from .interrupts import resumable
@@ -27,6 +22,7 @@ from .options import (
     DeviceOption,
     StaleAfterOption,
     WorkersOption,
+    checked_checkpoint_dir,
     checked_device,
 )
 from .progress import SweepProgress, training_progress
@@ -60,7 +56,7 @@ def sweep(
         console.print(_plan_table(spec.name, runs))
         return
     check_data(spec)
-    check_checkpoint_dir(checkpoint_dir_for(resolve_url(db), checkpoint_dir))
+    checked_checkpoint_dir(db, checkpoint_dir)
     store = Store(db)
     sweep_id, run_ids = register_sweep(store, spec, text, file, runs, retry_failed)
     finished = store.count_finished(sweep_id, run_ids)

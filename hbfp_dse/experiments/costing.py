@@ -21,11 +21,13 @@ class PlannedCost:
 
 
 @functools.cache
-def _layers_and_macs(model: str, dataset: str) -> tuple[list[LayerInfo], list[LayerMACs]]:
+def _layers_and_macs(
+    model: str, dataset: str
+) -> tuple[tuple[LayerInfo, ...], tuple[LayerMACs, ...]]:
     """Building a model and counting its MACs is most of the cost of pricing a run: once per
     model and dataset (a sweep of 10^4 runs prices one model 10^4 times)."""
     built = model_for(TrainConfig(model=model, dataset=dataset))
-    return built.layers, count_macs(built.model, built.input_shape)
+    return tuple(built.layers), tuple(count_macs(built.model, built.input_shape))
 
 
 def config_cost(config: TrainConfig, areas: UnitAreas | None = None) -> PlannedCost:

@@ -16,7 +16,7 @@ from ...errors import UserError
 from ...training.assembly import model_for
 from ...training.config import TrainConfig
 from ..processes import spawn_workers, split_threads
-from ..registration import new_run, provenance
+from ..registration import check_data, new_run, provenance
 from ..runner import DATA_CACHE, Emit, WorkerOptions, execute_run
 from ..store import FINISHED_STATUSES, RunRecord, Store, worker_name
 from ..sweepfile import PlannedRun, SweepSpec
@@ -179,7 +179,7 @@ class _StoreObjective:
 def check_search(job: SearchJob) -> None:
     """What can fail before anything is written: a missing dataset, a layer group that
     matches no layer of the model."""
-    DATA_CACHE.get(job.spec.base)
+    check_data(job.spec)
     layer_groups(job.space, [layer.name for layer in model_for(job.spec.base).layers])
 
 
