@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -52,8 +53,10 @@ class Starts:
     def __init__(self) -> None:
         self.at: list[int] = []
 
-    def on_start(self, total_epochs: int, steps_per_epoch: int, start_epoch: int) -> None:
-        self.at.append(start_epoch)
+    def on_start(
+        self, total_epochs: int, steps_per_epoch: int, history: Sequence[EpochRecord]
+    ) -> None:
+        self.at.append(len(history))
 
 
 class InterruptAfterFirstEpoch:
@@ -215,17 +218,17 @@ def test_two_stores_sharing_a_checkpoint_dir_keep_their_own_checkpoints(
     run_a, run_b = claim(a), claim(b)
     assert (run_a.id, run_a.run_hash) == (run_b.id, run_b.run_hash)
     with pytest.raises(KeyboardInterrupt):
-        execute_run(a, run_a, "test-worker:1", shared, callbacks=[InterruptAfterFirstEpoch()])
+        execute_run(a, run_a, shared, callbacks=[InterruptAfterFirstEpoch()])
     [written] = (tmp_path / "checkpoints").iterdir()
     assert written.name == f"run-{a.store_id[:12]}-{run_a.run_hash}.pt"
 
-    result = execute_run(b, run_b, "test-worker:1", shared)
+    result = execute_run(b, run_b, shared)
     assert result is not None
     assert result.status == "done"
     assert b.run(run_b.id).resumed_from_epoch is None  # trained from epoch 0, not from A's
     assert [p.name for p in (tmp_path / "checkpoints").iterdir()] == [written.name]
 
-    result = execute_run(a, claim(a), "test-worker:1", shared)
+    result = execute_run(a, claim(a), shared)
     assert result is not None
     assert result.status == "done"
     resumed = a.run(run_a.id)
@@ -240,11 +243,11 @@ def test_a_run_whose_checkpoint_is_truncated_restarts_and_finishes(tmp_path: Pat
     store = one_run_store(tmp_path / "results.db")
     run = claim(store)
     with pytest.raises(KeyboardInterrupt):
-        execute_run(store, run, "test-worker:1", options, callbacks=[InterruptAfterFirstEpoch()])
+        execute_run(store, run, options, callbacks=[InterruptAfterFirstEpoch()])
     [written] = (tmp_path / "checkpoints").iterdir()
     truncate(written)
     with pytest.warns(CheckpointWarning, match="cannot be read"):
-        result = execute_run(store, claim(store), "test-worker:1", options)
+        result = execute_run(store, claim(store), options)
     assert result is not None
     assert result.status == "done"
     finished = store.run(run.id)

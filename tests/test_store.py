@@ -21,6 +21,9 @@ from sqlalchemy.exc import IntegrityError
 from hbfp_dse.errors import UserError
 from hbfp_dse.experiments.store import (
     FINISHED_STATUSES,
+    AttemptRecord,
+    Environment,
+    LostRunError,
     NewRun,
     Provenance,
     RunRecord,
@@ -31,8 +34,9 @@ from hbfp_dse.experiments.store import (
     utcnow,
     worker_name,
 )
+from hbfp_dse.experiments.store.liveness import WorkerIdentity, process_space
 from hbfp_dse.experiments.store.migrate import SCHEMA_VERSION
-from hbfp_dse.experiments.store.schema import EpochRow, RunRow, SweepRow
+from hbfp_dse.experiments.store.schema import AttemptRow, EpochRow, RunRow, SweepRow
 from hbfp_dse.training.results import EpochRecord
 
 PROVENANCE = Provenance(
@@ -42,6 +46,9 @@ PROVENANCE = Provenance(
     torch_version="2",
     hbfp_version="0",
     host="test",
+)
+ENVIRONMENT = Environment(
+    **dataclasses.asdict(PROVENANCE), device="cpu", cpu_threads=2, tf32=False, deterministic=False
 )
 
 
@@ -213,7 +220,7 @@ def test_register_twice_is_idempotent(store: Store, sweep_name: str) -> None:
     assert len(set(ids)) == 5
     run = store.claim(sweep_id, "other-host:1")
     assert run is not None
-    store.finish(run.id, "done", final_acc=0.5)
+    store.finish(run.lease, "done", final_acc=0.5)
     again_id, again = register(store, sweep_name, 5)
     assert (again_id, again) == (sweep_id, ids)
     assert store.status_counts(sweep_id) == {"done": 1, "pending": 4}
@@ -228,7 +235,7 @@ def test_register_twice_is_idempotent(store: Store, sweep_name: str) -> None:
 def test_retry_failed_makes_failed_runs_pending(store: Store, sweep_name: str) -> None:
     sweep_id, ids = register(store, sweep_name, 2)
     run = store.claim(sweep_id, "other-host:1")
-    store.finish(run.id, "failed", error="boom")
+    store.finish(run.lease, "failed", error="boom")
     register(store, sweep_name, 2)
     assert store.status_counts(sweep_id) == {"failed": 1, "pending": 1}
     store.register(sweep_name, "", PROVENANCE, fake_runs(2), retry_failed=True)
@@ -255,8 +262,8 @@ def test_claims_come_in_run_order_then_none(store: Store, sweep_name: str) -> No
     assert [r.worker for r in claimed] == [f"other-host:{i}" for i in range(4)]
     assert store.claim(sweep_id, "other-host:9") is None
     # An interrupted run is taken again first: it has the lowest id.
-    store.interrupt(ids[1], "other-host:1")
-    store.finish(ids[2], "done")
+    assert store.interrupt(claimed[1].lease)
+    store.finish(claimed[2].lease, "done")
     again = store.claim(sweep_id, "other-host:9")
     assert (again.id, again.attempts, again.worker) == (ids[1], 2, "other-host:9")
     assert store.claim(sweep_id, "other-host:9") is None
@@ -271,7 +278,7 @@ def test_claim_only_the_given_runs(store: Store, sweep_name: str) -> None:
 def test_a_stale_heartbeat_is_reclaimed(store: Store, sweep_name: str) -> None:
     sweep_id, ids = register(store, sweep_name, 2)
     first = store.claim(sweep_id, "other-host:1")
-    assert store.heartbeat(first.id, "other-host:1")
+    assert store.heartbeat(first.lease)
     # A fresh heartbeat holds the run: another worker gets the next one.
     assert store.claim(sweep_id, "other-host:2", stale_after=60).id == ids[1]
     with store.engine.begin() as connection:
@@ -283,17 +290,29 @@ def test_a_stale_heartbeat_is_reclaimed(store: Store, sweep_name: str) -> None:
     assert store.claim(sweep_id, "other-host:3", stale_after=600) is None  # not stale yet
     taken = store.claim(sweep_id, "other-host:3", stale_after=60)
     assert (taken.id, taken.worker, taken.attempts) == (first.id, "other-host:3", 2)
-    # The first worker learns it lost the run at its next heartbeat, and cannot interrupt it.
-    assert not store.heartbeat(first.id, "other-host:1")
-    store.interrupt(first.id, "other-host:1")
-    assert store.run(first.id).status == "running"
-    assert store.heartbeat(first.id, "other-host:3")
+    # The first worker learns it lost the run at its next heartbeat, and can write nothing:
+    # no epoch, no outcome, no interruption (fencing).
+    assert not store.heartbeat(first.lease)
+    with pytest.raises(LostRunError, match="now held by other-host:3"):
+        store.record_epoch(first.lease, epoch_record(0, 0.9))
+    with pytest.raises(LostRunError):
+        store.finish(first.lease, "failed", error="the old owner's")
+    assert not store.interrupt(first.lease)
+    stored = store.run(first.id)
+    assert (stored.status, stored.worker, stored.error, stored.epochs) == (
+        "running",
+        "other-host:3",
+        None,
+        (),
+    )
+    assert store.heartbeat(taken.lease)
 
 
 def test_a_dead_local_workers_run_is_reclaimed(store: Store, sweep_name: str) -> None:
     sweep_id, ids = register(store, sweep_name, 3)
+    host, space = socket.gethostname(), process_space()
     alive = store.claim(sweep_id, worker_name())  # this very process: alive
-    dead = store.claim(sweep_id, f"{socket.gethostname()}:{dead_pid()}")
+    dead = store.claim(sweep_id, f"{host}:{dead_pid()}:{space}:0000dead")
     assert (alive.id, dead.id) == (ids[0], ids[1])
     # Fresh heartbeats, but the second worker's process is gone: its run is taken again.
     taken = store.claim(sweep_id, "other-host:1", stale_after=3600)
@@ -301,39 +320,122 @@ def test_a_dead_local_workers_run_is_reclaimed(store: Store, sweep_name: str) ->
     assert store.claim(sweep_id, "other-host:1", stale_after=3600).id == ids[2]
     assert store.claim(sweep_id, "other-host:1", stale_after=3600) is None
     assert store.run(ids[0]).status == "running"
-    # A worker on another host is never judged by its pid.
-    sweep_id, ids = store.register(sweep_name + "-b", "", PROVENANCE, fake_runs(1))
-    store.claim(sweep_id, f"other-host:{dead_pid()}")
+
+
+@pytest.mark.parametrize(
+    "holder",
+    [
+        "other-host:{pid}:{space}:0000dead",  # another machine
+        "{host}:{pid}:0badf00d:0000dead",  # another container with our host name
+        "{like}:{pid}:{space}:0000dead",  # a host name our own matches as a LIKE pattern
+        "{host}:{pid}",  # an older release's name: judged by its heartbeat alone
+    ],
+    ids=["other-host", "other-pid-namespace", "like-wildcard", "older-release"],
+)
+def test_only_a_worker_of_this_process_space_is_judged_by_its_pid(
+    store: Store, sweep_name: str, holder: str
+) -> None:
+    host = socket.gethostname()
+    like = host[:-1] + "_" if host[-1] != "_" else host[:-1] + "%"
+    worker = holder.format(host=host, pid=dead_pid(), space=process_space(), like=like)
+    sweep_id, _ = register(store, sweep_name, 1)
+    store.claim(sweep_id, worker)
     assert store.claim(sweep_id, "other-host:1", stale_after=3600) is None
 
 
-def test_epochs_are_recorded_once_and_forgotten_on_resume(store: Store, sweep_name: str) -> None:
+def test_a_worker_releases_what_it_holds_before_claiming_again(
+    store: Store, sweep_name: str
+) -> None:
+    # A claim whose answer was lost with the connection leaves the run held by its worker.
+    sweep_id, ids = register(store, sweep_name, 2)
+    me = worker_name()
+    store.claim(sweep_id, me)
+    again = store.claim(sweep_id, me)
+    assert (again.id, again.attempts) == (ids[0], 2)
+
+
+def test_workers_have_distinct_identities_of_this_process() -> None:
+    names = {worker_name() for _ in range(100)}
+    assert len(names) == 100
+    identity = WorkerIdentity.parse(names.pop())
+    assert identity is not None
+    assert (identity.host, identity.pid, identity.space) == (
+        socket.gethostname(),
+        os.getpid(),
+        process_space(),
+    )
+    assert WorkerIdentity.parse("host:12") is None
+
+
+def epoch_record(epoch: int, acc: float) -> EpochRecord:
+    return EpochRecord(epoch, 1.0, acc, 1.0, acc, 0.1, 1.0, 100.0, {"fc": "fp32"})
+
+
+def test_epochs_are_recorded_once_and_follow_the_checkpoint_on_resume(
+    store: Store, sweep_name: str
+) -> None:
     sweep_id, _ = register(store, sweep_name, 1)
     run = store.claim(sweep_id, "other-host:1")
-
-    def record(epoch: int, acc: float) -> EpochRecord:
-        return EpochRecord(epoch, 1.0, acc, 1.0, acc, 0.1, 1.0, 100.0, {"fc": "fp32"})
-
-    store.start_epoch(run.id, 0, "cpu")
+    store.start_attempt(run.lease, (), ENVIRONMENT)
     for epoch in range(3):
-        store.record_epoch(run.id, record(epoch, 0.1))
-    store.record_epoch(run.id, record(2, 0.2))  # the same epoch again replaces it
+        store.record_epoch(run.lease, epoch_record(epoch, 0.1))
+    store.record_epoch(run.lease, epoch_record(2, 0.2))  # the same epoch again replaces it
     assert [(e.epoch, e.test_acc) for e in store.run(run.id).epochs] == [
         (0, 0.1),
         (1, 0.1),
         (2, 0.2),
     ]
-    store.start_epoch(run.id, 2, "cpu")  # resuming from a checkpoint after epoch 1
+    # Resuming from a checkpoint after epoch 1: epoch 2 is forgotten.
+    assert store.interrupt(run.lease)
+    run = store.claim(sweep_id, "other-host:2")
+    history = [epoch_record(0, 0.1), epoch_record(1, 0.1)]
+    store.start_attempt(run.lease, history, ENVIRONMENT)
     stored = store.run(run.id)
     assert [e.epoch for e in stored.epochs] == [0, 1]
     assert (stored.resumed_from_epoch, stored.device) == (2, "cpu")
 
 
+def test_epochs_the_store_missed_are_restored_from_the_checkpoint(
+    store: Store, sweep_name: str
+) -> None:
+    # The checkpoint after epoch 2 was written, but the store never got epochs 1 and 2 (the
+    # database was down; the worker died).
+    sweep_id, _ = register(store, sweep_name, 1)
+    run = store.claim(sweep_id, "other-host:1")
+    store.start_attempt(run.lease, (), ENVIRONMENT)
+    store.record_epoch(run.lease, epoch_record(0, 0.1))
+    assert store.interrupt(run.lease)
+    run = store.claim(sweep_id, "other-host:2")
+    history = [epoch_record(0, 0.1), epoch_record(1, 0.2), epoch_record(2, 0.3)]
+    store.start_attempt(run.lease, history, ENVIRONMENT)
+    assert store.run(run.id).epochs == tuple(history)
+    # Repeating the start (its first commit lost in transit) changes nothing.
+    store.start_attempt(run.lease, history, ENVIRONMENT)
+    assert store.run(run.id).epochs == tuple(history)
+    attempts = store.attempts([run.id])[run.id]
+    assert [(a.attempt, a.worker, a.start_epoch) for a in attempts] == [
+        (1, "other-host:1", 0),
+        (2, "other-host:2", 3),
+    ]
+    assert attempts[1].cpu_threads == ENVIRONMENT.cpu_threads
+
+
+def test_a_repeated_outcome_is_not_a_lost_run(store: Store, sweep_name: str) -> None:
+    sweep_id, _ = register(store, sweep_name, 1)
+    run = store.claim(sweep_id, "other-host:1")
+    store.finish(run.lease, "done", final_acc=0.5)
+    store.finish(run.lease, "done", final_acc=0.5)  # a retry whose first commit went through
+    with pytest.raises(LostRunError):
+        store.finish(run.lease, "failed")
+    assert store.run(run.id).status == "done"
+
+
 def test_runs_leave_the_store_as_frozen_records(store: Store, sweep_name: str) -> None:
     sweep_id, ids = register(store, sweep_name, 2)
-    store.start_epoch(ids[0], 0, "cpu")
-    store.record_epoch(ids[0], EpochRecord(0, 1.0, 0.5, 1.0, 0.5, 0.1, 1.0, 9.0, {"fc": "fp32"}))
-    store.finish(ids[0], "done", final_acc=0.5, best_acc=0.5)
+    lease = store.claim(sweep_id, "other-host:1").lease
+    store.start_attempt(lease, (), ENVIRONMENT)
+    store.record_epoch(lease, EpochRecord(0, 1.0, 0.5, 1.0, 0.5, 0.1, 1.0, 9.0, {"fc": "fp32"}))
+    store.finish(lease, "done", final_acc=0.5, best_acc=0.5)
     plain, with_epochs = store.runs(sweep_name), store.runs(sweep_name, with_epochs=True)
     assert all(isinstance(r, RunRecord) for r in plain + with_epochs)
     assert [(r.sweep, r.sweep_id, r.epochs) for r in plain] == [(sweep_name, sweep_id, ())] * 2
@@ -355,15 +457,22 @@ def test_records_match_the_tables() -> None:
     assert {f.name for f in dataclasses.fields(EpochRecord)} == epoch_columns
     sweep_columns = {c.key for c in SweepRow.__table__.columns}
     assert {f.name for f in dataclasses.fields(SweepRecord)} == sweep_columns
+    attempt_columns = {c.key for c in AttemptRow.__table__.columns}
+    assert {f.name for f in dataclasses.fields(AttemptRecord)} == attempt_columns
     provenance = {f.name for f in dataclasses.fields(Provenance)}
     assert provenance <= sweep_columns
 
 
 def test_finished_runs_are_counted(store: Store, sweep_name: str) -> None:
-    sweep_id, ids = register(store, sweep_name, 7)
+    sweep_id, _ = register(store, sweep_name, 7)
     statuses = ("done", "failed", "diverged", "pruned", "interrupted", "running")
-    for run_id, status in zip(ids, statuses, strict=False):
-        store.finish(run_id, status)
+    for status in statuses:
+        lease = store.claim(sweep_id, "other-host:1").lease
+        if status == "interrupted":
+            store.interrupt(lease)
+            store.claim(sweep_id, "other-host:2")  # and taken again: it is the one running
+            break
+        store.finish(lease, status)
     assert store.count_finished(sweep_id) == len(FINISHED_STATUSES) == 4
 
 
@@ -411,7 +520,7 @@ def claim_loop(url: str, sweep_id: int, seed: int) -> tuple[str, list[int]]:
                 break
             claimed.append(run.id)
             time.sleep(rng.uniform(0.002, 0.012))
-            store.finish(run.id, "done")
+            store.finish(run.lease, "done")
     finally:
         store.close()
     return worker, claimed
@@ -446,5 +555,5 @@ def test_concurrent_workers_claim_every_run_exactly_once(
         for run_id in claimed:
             assert (stored[run_id].status, stored[run_id].attempts) == ("done", 1)
             assert stored[run_id].worker == worker
-    assert os.getpid() not in {int(w.rsplit(":", 1)[1]) for w in claims}
+    assert os.getpid() not in {WorkerIdentity.parse(w).pid for w in claims}
     store.close()

@@ -24,7 +24,7 @@ from sqlalchemy.engine import Engine
 from typer.testing import CliRunner
 
 from hbfp_dse.cli.app import app
-from hbfp_dse.experiments.store import NewerDatabaseError, NewRun, Provenance, Store
+from hbfp_dse.experiments.store import Environment, NewerDatabaseError, NewRun, Provenance, Store
 from hbfp_dse.experiments.store.migrate import (
     BASELINE,
     SCHEMA_VERSION,
@@ -40,6 +40,7 @@ SWEEP_FIXTURE = Path(__file__).parent / "data" / "sweep-schema-v2"
 CLAIM_INDEX = "ix_hbfp_runs_sweep_id_status"  # added by the revision after the baseline
 HEAD = revisions().get_current_head()
 PROVENANCE = Provenance(None, None, "3", "2", "0", "test")
+ENVIRONMENT = Environment(None, None, "3", "2", "0", "test", "cpu", 2, False, False)
 
 
 def sqlite_url(path: Path) -> str:
@@ -153,8 +154,9 @@ def test_a_store_from_before_alembic_reports_and_resumes(legacy: Path) -> None:
     again = store.claim(sweep_id, "other-host:1")
     assert again is not None
     assert (again.id, again.status, again.attempts) == (2, "running", 2)
-    store.start_epoch(again.id, 1, "cpu")
+    store.start_attempt(again.lease, store.run(again.id).epochs, ENVIRONMENT)
     assert [e.epoch for e in store.run(again.id).epochs] == [0]
+    assert [a.attempt for a in store.attempts([again.id])[again.id]] == [2]
     pending = store.claim(sweep_id, "other-host:1")
     assert pending is not None
     assert (pending.id, pending.attempts) == (3, 1)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import random
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -66,8 +67,10 @@ class Recorder:
         self.steps: list[tuple[int, int, float, float]] = []
         self.records: list[EpochRecord] = []
 
-    def on_start(self, total_epochs: int, steps_per_epoch: int, start_epoch: int) -> None:
-        self.starts.append((total_epochs, steps_per_epoch, start_epoch))
+    def on_start(
+        self, total_epochs: int, steps_per_epoch: int, history: Sequence[EpochRecord]
+    ) -> None:
+        self.starts.append((total_epochs, steps_per_epoch, len(history)))
 
     def on_step(self, epoch: int, step: int, loss: float, accuracy: float) -> None:
         self.steps.append((epoch, step, loss, accuracy))

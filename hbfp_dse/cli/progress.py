@@ -3,8 +3,10 @@ search's runs with each worker's current run."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -45,9 +47,11 @@ class TrainingBars:
         self.correct = 0.0
         self.count = 0
 
-    def on_start(self, total_epochs: int, steps_per_epoch: int, start_epoch: int) -> None:
+    def on_start(
+        self, total_epochs: int, steps_per_epoch: int, history: Sequence[EpochRecord]
+    ) -> None:
         self.epochs = self.progress.add_task(
-            self.label, total=total_epochs, completed=start_epoch, status=""
+            self.label, total=total_epochs, completed=len(history), status=""
         )
         self.steps = self.progress.add_task("  steps", total=steps_per_epoch, status="")
 
@@ -88,6 +92,7 @@ class SweepProgress:
         self.overall = progress.add_task(label, total=total, completed=already, status="")
         self.workers: dict[str, TaskID] = {}
         self.counts: dict[str, int] = {}
+        self.stopped: list[str] = []  # why workers stopped before the sweep was done
 
     def __call__(self, event: dict[str, Any]) -> None:
         kind, worker = event["event"], event["worker"]
@@ -123,5 +128,11 @@ class SweepProgress:
             self.progress.update(
                 self.overall, status=" ".join(f"{k} {v}" for k, v in sorted(self.counts.items()))
             )
+        elif kind == "lost":
+            self.progress.console.print(f"[yellow]warning:[/] {escape(event['message'])}")
+        elif kind == "stopped":
+            self.stopped.append(f"worker {worker} {event['reason']}")
+            self.progress.console.print(f"[bold red]{escape(self.stopped[-1])}[/]")
+            self.progress.update(task, visible=False)
         elif kind == "idle":
             self.progress.update(task, visible=False)

@@ -83,7 +83,7 @@ def search(
         print_json(_json(outcome))
     else:
         console.print(_summary(outcome, spec.name))
-    if outcome.best is None:
+    if outcome.best is None or display.stopped:
         raise typer.Exit(1)
 
 

@@ -68,7 +68,7 @@ def sweep(
     with resumable(resume), training_progress() as progress:
         display = SweepProgress(progress, len(run_ids), finished)
         run_workers(store, sweep_id, options, workers, on_event=display)
-    _finish(spec.name, store.status_counts(sweep_id))
+    _finish(spec.name, store.status_counts(sweep_id), display.stopped)
 
 
 def _worker_options(
@@ -87,8 +87,8 @@ def _planned(spec: SweepSpec, max_runs: int) -> list[NewRun]:
         raise UserError(f"{err}; raise the limit with --max-runs {err.count}") from None
 
 
-def _finish(name: str, counts: dict[str, int]) -> None:
-    """The sweep's statuses; exit 1 where runs failed."""
+def _finish(name: str, counts: dict[str, int], stopped: list[str]) -> None:
+    """The sweep's statuses; exit 1 where runs failed or a worker stopped on faults."""
     summary = ", ".join(f"{status} {n}" for status, n in sorted(counts.items()))
     console.print(f"sweep {name}: {summary}. See 'hbfp-dse report --sweep {name}'.")
     if counts.get("failed"):
@@ -97,6 +97,12 @@ def _finish(name: str, counts: dict[str, int]) -> None:
             f"{counts['failed']} run(s) failed: 'hbfp-dse report --sweep {name} "
             "--format json' shows their errors; --retry-failed runs them again"
         )
+    if stopped:
+        err_console.print(
+            f"{len(stopped)} worker(s) stopped on faults of this machine; their runs are "
+            "interrupted: fix the machine and run the same command again to resume"
+        )
+    if counts.get("failed") or stopped:
         raise typer.Exit(1)
 
 

@@ -3,47 +3,16 @@ Everything is checked before the first write, so bad input leaves the store unto
 
 from __future__ import annotations
 
-import platform
-import socket
-import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import torch
-
-from .. import __version__
 from ..cost.areas import UnitAreas
 from .costing import config_cost
+from .provenance import provenance
 from .runner import DATA_CACHE
-from .store import NewRun, Provenance, Store
+from .store import NewRun, Store
 from .sweepfile import DEFAULT_MAX_RUNS, PlannedRun, SweepSpec, expand
-
-
-def provenance(source: Path | None) -> Provenance:
-    commit, dirty = _git_state(source.parent if source else Path.cwd())
-    return Provenance(
-        git_commit=commit,
-        git_dirty=dirty,
-        python_version=platform.python_version(),
-        torch_version=torch.__version__,
-        hbfp_version=__version__,
-        host=socket.gethostname(),
-    )
-
-
-def _git_state(where: Path) -> tuple[str | None, bool | None]:
-    def git(*args: str) -> str:
-        return subprocess.run(
-            ["git", *args], cwd=where, capture_output=True, text=True, check=True, timeout=10
-        ).stdout.strip()
-
-    try:
-        commit = git("rev-parse", "HEAD")
-        dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
-    except (OSError, subprocess.SubprocessError):
-        return None, None
-    return commit, dirty
 
 
 def compress_schedule(epochs: Sequence[dict[str, str]]) -> list[dict[str, Any]]:

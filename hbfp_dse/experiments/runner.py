@@ -10,6 +10,7 @@ processes).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import traceback
@@ -24,10 +25,20 @@ from ..errors import UserError
 from ..training.checkpoint import CheckpointOwner, previous_checkpoint, remove_checkpoint
 from ..training.config import TrainConfig
 from ..training.data import DatasetPair
-from ..training.devices import resolve_device
+from ..training.devices import DeviceUnavailableError, resolve_device
 from ..training.results import EpochRecord, RunResult
 from ..training.trainer import Callback, load_config_data, train
-from .store import RunRecord, RunStatus, Store, sqlite_path, worker_name
+from .provenance import environment
+from .store import (
+    Lease,
+    LostRunError,
+    RunRecord,
+    RunStatus,
+    Store,
+    StoreUnavailableError,
+    sqlite_path,
+    worker_name,
+)
 
 Event = dict[str, Any]
 Emit = Callable[[Event], None]
@@ -52,6 +63,7 @@ class WorkerOptions:
     heartbeat_every: float = 20.0
     checkpoint_dir: Path | None = None
     threads: int | None = None  # torch threads per worker
+    max_faults: int = 3  # consecutive faults of the environment before a worker stops
 
     def __post_init__(self) -> None:
         # Three missed heartbeats, not one late one (a busy database, a long GC pause).
@@ -123,54 +135,87 @@ DATA_CACHE = _DataCache()
 class _Heartbeat(threading.Thread):
     """Keeps a claim fresh while the run trains; notes when another worker took it over."""
 
-    def __init__(self, store: Store, run_id: int, worker: str, every: float) -> None:
+    def __init__(self, store: Store, lease: Lease, every: float) -> None:
         super().__init__(daemon=True)
-        self.store, self.run_id, self.worker, self.every = store, run_id, worker, every
+        self.store, self.lease, self.every = store, lease, every
         self.stop_event = threading.Event()
-        self.lost = False
+        self.lost: LostRunError | None = None
 
     def run(self) -> None:
         while not self.stop_event.wait(self.every):
             try:
-                if not self.store.heartbeat(self.run_id, self.worker):
-                    self.lost = True
-                    return
-            except Exception:  # a transient database error must not kill training
-                continue
+                self.store.hold(self.lease)
+            except LostRunError as lost:
+                self.lost = lost
+                return
+            except StoreUnavailableError:
+                continue  # the training thread's next write stops the worker
+
+
+class EnvironmentFaultError(Exception):
+    """A run stopped by a fault of where it ran (a full disk, CUDA out of memory, a device
+    this machine lacks), not of the run: it is left interrupted, for another attempt."""
+
+    def __init__(self, run_id: int, cause: BaseException) -> None:
+        super().__init__(f"run {run_id}: {type(cause).__name__}: {cause}")
+        self.run_id, self.cause = run_id, cause
+
+
+# Messages of RuntimeErrors that a device raises (CUDA out of memory, a lost GPU, cuDNN).
+_DEVICE_FAULTS = ("CUDA", "cuDNN", "out of memory", "NCCL", "device-side")
+
+
+def is_environment_fault(err: BaseException) -> bool:
+    if isinstance(err, (OSError, torch.OutOfMemoryError, DeviceUnavailableError)):
+        return True
+    return isinstance(err, RuntimeError) and any(m in str(err) for m in _DEVICE_FAULTS)
 
 
 class _RecordEpochs:
-    """The trainer callback that writes every epoch to the store and emits progress."""
+    """The trainer callback that writes every epoch to the store and emits progress; it
+    stops the run as soon as the worker has lost it."""
 
     def __init__(
-        self, store: Store, run: RunRecord, worker: str, device: str, emit: Emit, beat: _Heartbeat
+        self,
+        store: Store,
+        run: RunRecord,
+        config: TrainConfig,
+        device: str,
+        emit: Emit,
+        beat: _Heartbeat,
     ) -> None:
-        self.store, self.run, self.worker, self.device = store, run, worker, device
+        self.store, self.run, self.config, self.device = store, run, config, device
         self.emit, self.beat = emit, beat
+        self.lease = beat.lease
         self.steps = 0
 
-    def on_start(self, total_epochs: int, steps_per_epoch: int, start_epoch: int) -> None:
-        self.store.start_epoch(self.run.id, start_epoch, self.device)
+    def on_start(
+        self, total_epochs: int, steps_per_epoch: int, history: Sequence[EpochRecord]
+    ) -> None:
+        deterministic = self.config.deterministic or torch.are_deterministic_algorithms_enabled()
+        self.store.start_attempt(self.lease, history, environment(self.device, deterministic))
         self.steps = steps_per_epoch
         self.emit(
             {
                 "event": "start",
-                "worker": self.worker,
+                "worker": self.lease.worker,
                 "run_id": self.run.id,
                 "label": self.run.label,
                 "seed": self.run.seed,
                 "density": self.run.density,
                 "epochs": total_epochs,
-                "start_epoch": start_epoch,
+                "start_epoch": len(history),
             }
         )
 
     def on_step(self, epoch: int, step: int, loss: float, accuracy: float) -> None:
+        if self.beat.lost is not None:
+            raise self.beat.lost
         if step % 10 == 0 or step + 1 == self.steps:
             self.emit(
                 {
                     "event": "step",
-                    "worker": self.worker,
+                    "worker": self.lease.worker,
                     "epoch": epoch,
                     "step": step + 1,
                     "steps": self.steps,
@@ -178,45 +223,50 @@ class _RecordEpochs:
                 }
             )
 
-    def on_epoch_end(self, record: EpochRecord) -> bool:
-        self.store.record_epoch(self.run.id, record)
+    def before_checkpoint(self, record: EpochRecord) -> None:
+        self.store.hold(self.lease)  # a lost run's checkpoint is the new owner's
+
+    def on_epoch_end(self, record: EpochRecord) -> None:
+        self.store.record_epoch(self.lease, record)
         self.emit(
             {
                 "event": "epoch",
-                "worker": self.worker,
+                "worker": self.lease.worker,
                 "run_id": self.run.id,
                 "epoch": record.epoch,
                 "test_acc": record.test_acc,
             }
         )
-        return self.beat.lost  # another worker owns the run now: stop quietly
 
 
 def execute_run(
     store: Store,
     run: RunRecord,
-    worker: str,
     options: WorkerOptions,
     *,
     emit: Emit = lambda event: None,
     callbacks: Sequence[Callback] = (),
     data_cache: _DataCache | None = None,
 ) -> RunResult | None:
-    """Train one claimed run and record its outcome. Ctrl-C marks it interrupted and
-    propagates; any other error marks it failed and returns None."""
+    """Train one claimed run and record its outcome; None when it did not finish. Ctrl-C
+    marks it interrupted and propagates; a fault of the environment marks it interrupted and
+    raises :class:`EnvironmentFaultError`; a run taken over by another worker stops at once and
+    writes nothing more; any other error marks it failed."""
+    lease = run.lease
     config = TrainConfig.model_validate(run.config)
     if options.device is not None:
         config = config.model_copy(update={"device": options.device})
     directory = checkpoint_dir_for(store.url, options.checkpoint_dir)
     checkpoint = _checkpoint_path(directory, store, run)
     owner = CheckpointOwner(store.store_id, run.run_hash, run.attempts)
-    beat = _Heartbeat(store, run.id, worker, options.heartbeat_every)
+    beat = _Heartbeat(store, lease, options.heartbeat_every)
     beat.start()
+    finished = {"event": "finish", "worker": lease.worker, "run_id": run.id}
     try:
         _adopt_legacy_checkpoint(directory, run, checkpoint)
         device = str(resolve_device(config.device))
         data = (data_cache or _DataCache()).get(config)
-        recorder = _RecordEpochs(store, run, worker, device, emit, beat)
+        recorder = _RecordEpochs(store, run, config, device, emit, beat)
         result = train(
             config,
             callbacks=[recorder, *callbacks],
@@ -224,40 +274,63 @@ def execute_run(
             data=data,
             owner=owner,
         )
+        # A run stopped by a callback is a search trial pruned for missing its target.
+        status: RunStatus = "pruned" if result.status == "stopped" else result.status
+        store.finish(
+            lease,
+            status,
+            device=result.device,
+            final_acc=result.final_test_acc,
+            best_acc=result.best_test_acc,
+            error=result.message if status != "done" else None,
+        )
+    except LostRunError as lost:
+        emit({"event": "lost", "worker": lease.worker, "run_id": run.id, "message": str(lost)})
+        return None
     except KeyboardInterrupt:
-        store.interrupt(run.id, worker)
-        emit({"event": "finish", "worker": worker, "run_id": run.id, "status": "interrupted"})
+        store.interrupt(lease)
+        emit({**finished, "status": "interrupted"})
         raise
+    except StoreUnavailableError:
+        raise  # nothing can be recorded: the worker stops, the run is reclaimed when stale
     except Exception as err:
+        if is_environment_fault(err):
+            fault = EnvironmentFaultError(run.id, err)
+            store.interrupt(lease, error=f"environment fault: {fault}")
+            emit({**finished, "status": "interrupted", "fault": str(fault)})
+            raise fault from err
         message = str(err) if isinstance(err, UserError) else traceback.format_exc(limit=8)
-        store.finish(run.id, "failed", error=message)
-        emit({"event": "finish", "worker": worker, "run_id": run.id, "status": "failed"})
+        _finish_failed(store, lease, message)
+        emit({**finished, "status": "failed"})
         return None
     finally:
         beat.stop_event.set()
-    if beat.lost:
-        return None
-    # A run stopped by a callback is a search trial pruned for missing its target.
-    status: RunStatus = "pruned" if result.status == "stopped" else result.status
-    store.finish(
-        run.id,
-        status,
-        device=result.device,
-        final_acc=result.final_test_acc,
-        best_acc=result.best_test_acc,
-        error=result.message if status != "done" else None,
-    )
     remove_checkpoint(checkpoint)
-    emit(
-        {
-            "event": "finish",
-            "worker": worker,
-            "run_id": run.id,
-            "status": status,
-            "accuracy": result.final_test_acc,
-        }
-    )
+    emit({**finished, "status": status, "accuracy": result.final_test_acc})
     return result
+
+
+def _finish_failed(store: Store, lease: Lease, message: str) -> None:
+    with contextlib.suppress(LostRunError):  # another worker's now: its outcome is its own
+        store.finish(lease, "failed", error=message)
+
+
+class FaultLimit:
+    """Counts a worker's consecutive environment faults: past ``limit`` the worker stops
+    instead of failing the sweep's every run on a broken machine."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit, self.count = limit, 0
+
+    def succeeded(self) -> None:
+        self.count = 0
+
+    def failed(self, fault: EnvironmentFaultError) -> str | None:
+        """Why the worker stops now, or None."""
+        self.count += 1
+        if self.count < self.limit:
+            return None
+        return f"stopped after {self.count} consecutive faults of this machine; the last: {fault}"
 
 
 def work(
@@ -268,14 +341,22 @@ def work(
     emit: Emit = lambda event: None,
     run_ids: Sequence[int] | None = None,
 ) -> None:
-    """Claim and train runs of the sweep until none is left."""
+    """Claim and train runs of the sweep until none is left, or until this machine's faults
+    stop the worker (an event ``stopped`` says why)."""
     if options.threads:
         torch.set_num_threads(options.threads)
     worker = worker_name()
-    cache = DATA_CACHE
+    faults = FaultLimit(options.max_faults)
     while (
         run := store.claim(sweep_id, worker, stale_after=options.stale_after, run_ids=run_ids)
     ) is not None:
         emit({"event": "claim", "worker": worker, "run_id": run.id, "label": run.label})
-        execute_run(store, run, worker, options, emit=emit, data_cache=cache)
+        try:
+            execute_run(store, run, options, emit=emit, data_cache=DATA_CACHE)
+        except EnvironmentFaultError as fault:
+            if (reason := faults.failed(fault)) is not None:
+                emit({"event": "stopped", "worker": worker, "reason": reason})
+                return
+            continue
+        faults.succeeded()
     emit({"event": "idle", "worker": worker})

@@ -8,9 +8,7 @@ models and datasets.
 
 from __future__ import annotations
 
-import hashlib
 import itertools
-import json
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,6 +20,7 @@ from pydantic import Field, field_validator, model_validator
 from ..configfile import StrictModel, parse_yaml, read_yaml, validate
 from ..errors import UserError
 from ..training.config import ScheduleConfig, Seed, TrainConfig
+from .identity import config_hash
 from .search.section import SearchSpace
 from .space import (
     BlockAxis,
@@ -154,12 +153,6 @@ class PlannedRun:
     @property
     def config_id(self) -> str:
         return config_hash(self.config.model_copy(update={"seed": 0}))
-
-
-def config_hash(config: TrainConfig) -> str:
-    data = config.model_dump(mode="json", exclude={"device"})
-    text = json.dumps(data, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def _variants(spec: SweepSpec) -> Iterator[tuple[str, RunKind, TrainConfig]]:

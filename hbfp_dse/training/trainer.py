@@ -20,7 +20,7 @@ from .assembly import model_for
 from .checkpoint import CheckpointOwner, load_checkpoint, save_checkpoint, seed_everything
 from .config import TrainConfig
 from .data import DatasetPair, TensorBatches, load_dataset
-from .devices import resolve_device
+from .devices import resolve_device, use_exact_float32
 from .optim import build_lr_scheduler, build_optimizer
 from .results import EpochRecord, RunResult, TrainStatus, format_names
 
@@ -28,9 +28,18 @@ from .results import EpochRecord, RunResult, TrainStatus, format_names
 class Callback(Protocol):
     """Hooks the sweep runner, Optuna and progress bars use; every method is optional."""
 
-    def on_start(self, total_epochs: int, steps_per_epoch: int, start_epoch: int) -> None: ...
+    def on_start(
+        self, total_epochs: int, steps_per_epoch: int, history: Sequence[EpochRecord]
+    ) -> None:
+        """``history``: the epochs a checkpoint restored (the run resumes after them)."""
+        ...
 
     def on_step(self, epoch: int, step: int, loss: float, accuracy: float) -> None: ...
+
+    def before_checkpoint(self, record: EpochRecord) -> None:
+        """Called once an epoch is trained, before it is checkpointed; raise to keep it from
+        being saved."""
+        ...
 
     def on_epoch_end(self, record: EpochRecord) -> bool | None:
         """Return True to stop the run early (status ``stopped``)."""
@@ -69,6 +78,7 @@ def load_config_data(config: TrainConfig) -> DatasetPair:
 
 def _initial_state(config: TrainConfig, data: DatasetPair | None) -> TrainingState:
     device = resolve_device(config.device)
+    use_exact_float32()
     seed_everything(config.seed)
     if data is None:
         data = load_config_data(config)
@@ -119,7 +129,7 @@ def train(
         load_checkpoint(state, checkpoint, owner)
     start = len(state.history)
     for cb in callbacks:
-        _call(cb, "on_start", config.epochs, len(state.train_batches), start)
+        _call(cb, "on_start", config.epochs, len(state.train_batches), tuple(state.history))
     deterministic = torch.are_deterministic_algorithms_enabled()
     torch.use_deterministic_algorithms(config.deterministic or deterministic, warn_only=True)
     try:
@@ -128,6 +138,8 @@ def train(
             if record is None:
                 return _result(state, "diverged", f"loss became NaN/Inf in epoch {epoch}")
             state.history.append(record)
+            for cb in callbacks:
+                _call(cb, "before_checkpoint", record)
             if checkpoint is not None:
                 save_checkpoint(state, checkpoint, owner)
             if any(_call(cb, "on_epoch_end", record) for cb in callbacks):

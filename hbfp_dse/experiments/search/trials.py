@@ -16,8 +16,9 @@ from ...errors import UserError
 from ...training.assembly import model_for
 from ...training.config import TrainConfig
 from ..processes import spawn_workers, split_threads
-from ..registration import check_data, new_run, provenance
-from ..runner import DATA_CACHE, Emit, WorkerOptions, execute_run
+from ..provenance import provenance
+from ..registration import check_data, new_run
+from ..runner import DATA_CACHE, Emit, EnvironmentFaultError, FaultLimit, WorkerOptions, execute_run
 from ..store import FINISHED_STATUSES, RunRecord, Store, worker_name
 from ..sweepfile import PlannedRun, SweepSpec
 from .points import layer_groups
@@ -127,6 +128,7 @@ class _StoreObjective:
         self.store, self.sweep_id, self.job = store, sweep_id, job
         self.options, self.emit = options, emit
         self.worker = worker_name()
+        self.faults = FaultLimit(options.max_faults)
 
     def __call__(self, trial: optuna.Trial, config: TrainConfig) -> tuple[float, float]:
         label = f"t{trial.number} {trial.user_attrs['label']}"[:200]
@@ -154,15 +156,22 @@ class _StoreObjective:
                 continue
             trained = True
             pruner = make_pruner(trial, self.job.space, TrainConfig.model_validate(claimed.config))
-            execute_run(
-                self.store,
-                claimed,
-                self.worker,
-                self.options,
-                emit=self.emit,
-                callbacks=[pruner] if pruner is not None else (),
-                data_cache=DATA_CACHE,
-            )
+            try:
+                execute_run(
+                    self.store,
+                    claimed,
+                    self.options,
+                    emit=self.emit,
+                    callbacks=[pruner] if pruner is not None else (),
+                    data_cache=DATA_CACHE,
+                )
+            except EnvironmentFaultError as fault:
+                if (reason := self.faults.failed(fault)) is not None:
+                    self.emit({"event": "stopped", "worker": self.worker, "reason": reason})
+                    trial.study.stop()  # after this trial, which is left unanswered
+                    return self.store.run(run_id)
+                continue
+            self.faults.succeeded()
 
     def _emit_reused(self, run: RunRecord) -> None:
         self.emit(

@@ -3,16 +3,22 @@ are in ``schema.py`` and their Alembic revisions in ``migrations/``."""
 
 from .errors import (
     ForeignDatabaseError,
+    LostRunError,
     NewerDatabaseError,
     NoDatabaseError,
     NoResultsError,
     SchemaVersionError,
     StoreError,
+    StoreUnavailableError,
     UnknownRunError,
     UnknownSweepError,
 )
+from .liveness import worker_name
 from .records import (
     FINISHED_STATUSES,
+    AttemptRecord,
+    Environment,
+    Lease,
     NewRun,
     Provenance,
     RunRecord,
@@ -20,13 +26,17 @@ from .records import (
     SweepRecord,
 )
 from .schema import utcnow
-from .store import DEFAULT_URL, ENV_URL, Store, resolve_url, sqlite_path, worker_name
+from .store import DEFAULT_URL, ENV_URL, Store, resolve_url, sqlite_path
 
 __all__ = [
     "DEFAULT_URL",
     "ENV_URL",
     "FINISHED_STATUSES",
+    "AttemptRecord",
+    "Environment",
     "ForeignDatabaseError",
+    "Lease",
+    "LostRunError",
     "NewRun",
     "NewerDatabaseError",
     "NoDatabaseError",
@@ -37,6 +47,7 @@ __all__ = [
     "SchemaVersionError",
     "Store",
     "StoreError",
+    "StoreUnavailableError",
     "SweepRecord",
     "UnknownRunError",
     "UnknownSweepError",

@@ -16,6 +16,24 @@ class StoreError(UserError):
         self.url = url
 
 
+class StoreUnavailableError(StoreError):
+    """The database stayed unreachable through every retry."""
+
+    def __init__(self, url: str, seconds: float, cause: Exception) -> None:
+        super().__init__(url, f"database {url} unreachable for {seconds:.0f} s: {cause}")
+        self.seconds, self.cause = seconds, cause
+
+
+class LostRunError(Exception):
+    """A write of a run its worker no longer holds: another worker took it over (or it was
+    marked interrupted). The write was not made."""
+
+    def __init__(self, run_id: int, worker: str, attempt: int, holder: str | None) -> None:
+        held = f"now held by {holder}" if holder else "no longer held by it"
+        super().__init__(f"run {run_id} was taken from worker {worker} (attempt {attempt}): {held}")
+        self.run_id, self.worker, self.attempt, self.holder = run_id, worker, attempt, holder
+
+
 class NoDatabaseError(StoreError):
     def __init__(self, url: str, path: Path) -> None:
         super().__init__(url, f"no results database at {path}")

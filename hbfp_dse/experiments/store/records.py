@@ -27,6 +27,39 @@ class Provenance:
 
 
 @dataclass(frozen=True)
+class Environment(Provenance):
+    """Where and with what one attempt at a run trained: what decides its numbers beside
+    its configuration (results differ with the CPU thread count, TF32 and determinism)."""
+
+    device: str
+    cpu_threads: int
+    tf32: bool  # TF32 allowed in CUDA matmuls or cuDNN convolutions
+    deterministic: bool
+
+
+@dataclass(frozen=True)
+class AttemptRecord(Environment):
+    """One attempt at a run, as the store keeps it: the worker, where it started (0, or the
+    epoch it resumed from) and its environment."""
+
+    run_id: int
+    attempt: int
+    worker: str
+    start_epoch: int
+    started_at: datetime
+
+
+@dataclass(frozen=True)
+class Lease:
+    """A worker's hold on a claimed run: every write of the run is conditional on it, so a
+    worker whose run was taken over can write nothing more (fencing)."""
+
+    run_id: int
+    worker: str
+    attempt: int
+
+
+@dataclass(frozen=True)
 class NewRun:
     """A planned run as it is registered: what it trains and what it is modelled to cost."""
 
@@ -88,3 +121,10 @@ class RunRecord:
     schedule: list[Any] | None
     error: str | None
     epochs: tuple[EpochRecord, ...]
+
+    @property
+    def lease(self) -> Lease:
+        """The hold of the worker that claimed this run (read right after its claim)."""
+        if self.worker is None:
+            raise ValueError(f"run {self.id} was never claimed")
+        return Lease(self.id, self.worker, self.attempts)

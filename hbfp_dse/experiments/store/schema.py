@@ -90,6 +90,9 @@ class RunRow(Base):
     epochs: Mapped[list[EpochRow]] = relationship(
         back_populates="run", cascade="all, delete-orphan", order_by="EpochRow.epoch"
     )
+    attempt_log: Mapped[list[AttemptRow]] = relationship(
+        cascade="all, delete-orphan", order_by="AttemptRow.attempt"
+    )
 
 
 class EpochRow(Base):
@@ -107,3 +110,26 @@ class EpochRow(Base):
     images_per_s: Mapped[float] = mapped_column(Float)
     formats: Mapped[dict[str, Any]] = mapped_column(JSON)
     run: Mapped[RunRow] = relationship(back_populates="epochs")
+
+
+class AttemptRow(Base):
+    """One attempt at a run and the environment it trained in."""
+
+    __tablename__ = PREFIX + "attempts"
+    run_id: Mapped[int] = mapped_column(
+        ForeignKey(PREFIX + "runs.id", ondelete="CASCADE"), primary_key=True
+    )
+    attempt: Mapped[int] = mapped_column(Integer, primary_key=True)
+    worker: Mapped[str] = mapped_column(String(300))
+    start_epoch: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime] = mapped_column(DateTime)
+    host: Mapped[str] = mapped_column(String(255))
+    git_commit: Mapped[str | None] = mapped_column(String(64))
+    git_dirty: Mapped[bool | None] = mapped_column(Boolean)
+    python_version: Mapped[str] = mapped_column(String(32))
+    torch_version: Mapped[str] = mapped_column(String(64))
+    hbfp_version: Mapped[str] = mapped_column(String(32))
+    device: Mapped[str] = mapped_column(String(32))
+    cpu_threads: Mapped[int] = mapped_column(Integer)
+    tf32: Mapped[bool] = mapped_column(Boolean)
+    deterministic: Mapped[bool] = mapped_column(Boolean)

@@ -3,23 +3,35 @@ the plain records of ``records.py``.
 
 Workers claim runs atomically: ``SELECT ... FOR UPDATE SKIP LOCKED`` on PostgreSQL, a single
 conditional ``UPDATE`` on SQLite (whose writers are serialised). A running run whose heartbeat
-is older than ``stale_after`` seconds, or whose worker process on this host is gone, is
-reclaimed by the next worker.
+is older than ``stale_after`` seconds (by the database server's clock), or whose worker process
+on this machine is provably gone, is reclaimed by the next worker. A claim is a ``Lease``
+(worker and attempt): every later write of the run is conditional on it, so a worker whose run
+was taken over writes nothing more. A worker's calls ride out a database outage (``retry.py``).
 """
 
 from __future__ import annotations
 
 import os
 import re
-import socket
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, fields
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import create_engine, delete, event, func, insert, select, update
+from sqlalchemy import (
+    ColumnElement,
+    DateTime,
+    create_engine,
+    delete,
+    event,
+    func,
+    insert,
+    literal,
+    select,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, Engine, make_url
@@ -27,10 +39,28 @@ from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 from sqlalchemy.orm import Session, aliased, joinedload, selectinload
 
 from ...training.results import EpochRecord
-from .errors import NoDatabaseError, StoreError, UnknownRunError, UnknownSweepError
+from .errors import (
+    LostRunError,
+    NoDatabaseError,
+    StoreError,
+    UnknownRunError,
+    UnknownSweepError,
+)
+from .liveness import host_prefix, known_dead
 from .migrate import open_schema
-from .records import FINISHED_STATUSES, NewRun, Provenance, RunRecord, RunStatus, SweepRecord
-from .schema import Base, EpochRow, RunRow, SweepRow, utcnow
+from .records import (
+    FINISHED_STATUSES,
+    AttemptRecord,
+    Environment,
+    Lease,
+    NewRun,
+    Provenance,
+    RunRecord,
+    RunStatus,
+    SweepRecord,
+)
+from .retry import retried
+from .schema import AttemptRow, Base, EpochRow, RunRow, SweepRow, utcnow
 
 DEFAULT_URL = "sqlite:///results.db"
 ENV_URL = "HBFP_DSE_DB"
@@ -64,18 +94,18 @@ def sqlite_path(url: str) -> Path | None:
     return Path(parsed.database)
 
 
-def worker_name() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
-
-
 class Store:
     """One results database, created or upgraded to the newest schema on opening.
     ``create=False`` refuses a database without results, and never creates a missing SQLite
     file, so that reading commands leave nothing behind. ``store_id`` is the database's
-    lasting identity (a UUID), which its runs' checkpoints carry."""
+    lasting identity (a UUID), which its runs' checkpoints carry. The calls a worker makes
+    are retried for ``retry_for`` seconds while the database is unreachable."""
 
-    def __init__(self, url: str | None = None, *, create: bool = True) -> None:
+    def __init__(
+        self, url: str | None = None, *, create: bool = True, retry_for: float = 300.0
+    ) -> None:
         self.url = resolve_url(url)
+        self.retry_for = retry_for
         try:
             parsed = make_url(self.url)
         except (ArgumentError, ValueError):  # ValueError: a port that is not a number
@@ -171,6 +201,7 @@ class Store:
             ids = self._run_ids(connection, sweep_id, runs)
         return sweep_id, ids
 
+    @retried
     def add_runs(self, sweep_id: int, runs: Sequence[NewRun]) -> list[int]:
         """Add runs not yet in the sweep; return the ids of all given runs in order."""
         with self.engine.begin() as connection:
@@ -196,6 +227,7 @@ class Store:
             ids.update((run_hash, run_id) for run_hash, run_id in connection.execute(query))
         return [ids[h] for h in hashes]
 
+    @retried
     def adopt_trial(self, run_id: int, trial_number: int, target: float) -> None:
         """Mark a stored run (a grid run, say) as the result of a search trial."""
         with self.engine.begin() as connection:
@@ -227,6 +259,7 @@ class Store:
                 raise UnknownSweepError(self.safe_url, name, self.sweep_names())
             return SweepRecord(**{f.name: getattr(row, f.name) for f in fields(SweepRecord)})
 
+    @retried
     def claim(
         self,
         sweep_id: int,
@@ -236,23 +269,24 @@ class Store:
         run_ids: Sequence[int] | None = None,
     ) -> RunRecord | None:
         """Atomically take the next pending, interrupted or abandoned run (without its
-        epochs), or None."""
-        self._release_dead_local_workers(sweep_id)
-        stale = utcnow() - timedelta(seconds=stale_after)
+        epochs), or None. Its ``lease`` is what every later write of it must show."""
+        self._release_abandoned(sweep_id, worker)
         candidate = aliased(RunRow)
         claimable = (candidate.sweep_id == sweep_id) & (
             candidate.status.in_(("pending", "interrupted"))
-            | ((candidate.status == "running") & (candidate.heartbeat_at < stale))
+            | (
+                (candidate.status == "running")
+                & (candidate.heartbeat_at < self._clock(stale_after))
+            )
         )
         if run_ids is not None:
             claimable &= candidate.id.in_(list(run_ids))
         first = select(candidate.id).where(claimable).order_by(candidate.id).limit(1)
-        now = utcnow()
         claimed = {
             "status": "running",
             "worker": worker,
-            "heartbeat_at": now,
-            "started_at": now,
+            "heartbeat_at": self._clock(),
+            "started_at": utcnow(),
             "attempts": RunRow.attempts + 1,
             "error": None,
         }
@@ -271,55 +305,104 @@ class Store:
             row = session.get_one(RunRow, run_id, options=[joinedload(RunRow.sweep)])
             return _run_record(row, with_epochs=False)
 
-    def _release_dead_local_workers(self, sweep_id: int) -> None:
-        """Runs held by processes of this host that no longer exist become interrupted."""
-        query = select(RunRow.id, RunRow.worker).where(
+    def _clock(self, seconds_ago: float = 0.0) -> ColumnElement[datetime]:
+        """Now, less ``seconds_ago``, by the database server's clock (naive UTC) on
+        PostgreSQL, so that workers whose clocks disagree still agree on which heartbeat is
+        stale. A SQLite file is local: this host's clock."""
+        if self.is_sqlite:
+            return literal(utcnow() - timedelta(seconds=seconds_ago), DateTime())
+        now = func.timezone("UTC", func.statement_timestamp(), type_=DateTime())
+        return now - timedelta(seconds=seconds_ago) if seconds_ago else now
+
+    def _release_abandoned(self, sweep_id: int, worker: str) -> None:
+        """Runs this worker holds (a claim whose answer was lost with its connection) and
+        runs of processes on this machine that are provably gone become interrupted."""
+        query = select(RunRow.id, RunRow.worker, RunRow.attempts).where(
             RunRow.sweep_id == sweep_id,
             RunRow.status == "running",
-            RunRow.worker.like(f"{socket.gethostname()}:%"),
+            RunRow.worker.startswith(host_prefix(), autoescape=True),
         )
         with self.engine.connect() as connection:
             held = connection.execute(query).all()
-        dead = [(run_id, worker) for run_id, worker in held if worker and not _alive(worker)]
-        for run_id, worker in dead:
-            self.interrupt(run_id, worker)
+        for run_id, holder, attempt in held:
+            if holder == worker or known_dead(holder):
+                self.interrupt(Lease(run_id, holder, attempt))
 
-    def heartbeat(self, run_id: int, worker: str) -> bool:
-        """Refresh a claim; False when another worker has taken the run over."""
+    @staticmethod
+    def _held(lease: Lease) -> ColumnElement[bool]:
+        return (
+            (RunRow.id == lease.run_id)
+            & (RunRow.worker == lease.worker)
+            & (RunRow.attempts == lease.attempt)
+            & (RunRow.status == "running")
+        )
+
+    def _hold(self, connection: Connection, lease: Lease, **values: Any) -> None:
+        """Refresh the run's heartbeat (setting ``values`` too) while ``lease`` holds it, else
+        raise :class:`LostRunError`. First in its transaction, it also locks the run's row,
+        so that no takeover slips in before the transaction's other writes commit."""
+        statement = update(RunRow).where(self._held(lease))
+        if not connection.execute(statement.values(heartbeat_at=self._clock(), **values)).rowcount:
+            raise _lost(connection, lease)
+
+    @retried
+    def hold(self, lease: Lease) -> None:
+        """Refresh the claim; :class:`LostRunError` when the run is no longer the lease's."""
         with self.engine.begin() as connection:
-            return bool(
-                connection.execute(
-                    update(RunRow)
-                    .where(RunRow.id == run_id, RunRow.worker == worker, RunRow.status == "running")
-                    .values(heartbeat_at=utcnow())
-                ).rowcount
-            )
+            self._hold(connection, lease)
 
-    def start_epoch(self, run_id: int, start_epoch: int, device: str) -> None:
-        """Forget epochs at or after ``start_epoch``: the checkpoint decides where a run is."""
+    def heartbeat(self, lease: Lease) -> bool:
+        """Refresh the claim; False when the run is no longer the lease's."""
+        try:
+            self.hold(lease)
+        except LostRunError:
+            return False
+        return True
+
+    @retried
+    def start_attempt(
+        self, lease: Lease, history: Sequence[EpochRecord], environment: Environment
+    ) -> None:
+        """Begin the lease's attempt where its checkpoint left the run: the stored epochs
+        become exactly the checkpoint's ``history`` (rows a crash or an outage kept from the
+        store are restored, later ones forgotten), and the attempt's environment is kept."""
         with self.engine.begin() as connection:
-            connection.execute(
-                delete(EpochRow).where(EpochRow.run_id == run_id, EpochRow.epoch >= start_epoch)
+            self._hold(
+                connection,
+                lease,
+                device=environment.device,
+                resumed_from_epoch=len(history) or None,
             )
+            connection.execute(delete(EpochRow).where(EpochRow.run_id == lease.run_id))
+            for chunk in chunks(history):
+                rows = [{"run_id": lease.run_id, **asdict(record)} for record in chunk]
+                connection.execute(insert(EpochRow), rows)
             connection.execute(
-                update(RunRow)
-                .where(RunRow.id == run_id)
-                .values(device=device, resumed_from_epoch=start_epoch or None)
+                self._insert_ignore(AttemptRow).values(
+                    run_id=lease.run_id,
+                    attempt=lease.attempt,
+                    worker=lease.worker,
+                    start_epoch=len(history),
+                    started_at=utcnow(),
+                    **asdict(environment),
+                )
             )
 
-    def record_epoch(self, run_id: int, record: EpochRecord) -> None:
+    @retried
+    def record_epoch(self, lease: Lease, record: EpochRecord) -> None:
         with self.engine.begin() as connection:
+            self._hold(connection, lease)
             connection.execute(
-                delete(EpochRow).where(EpochRow.run_id == run_id, EpochRow.epoch == record.epoch)
+                delete(EpochRow).where(
+                    EpochRow.run_id == lease.run_id, EpochRow.epoch == record.epoch
+                )
             )
-            connection.execute(insert(EpochRow).values(run_id=run_id, **asdict(record)))
-            connection.execute(
-                update(RunRow).where(RunRow.id == run_id).values(heartbeat_at=utcnow())
-            )
+            connection.execute(insert(EpochRow).values(run_id=lease.run_id, **asdict(record)))
 
+    @retried
     def finish(
         self,
-        run_id: int,
+        lease: Lease,
         status: RunStatus,
         *,
         device: str | None = None,
@@ -327,8 +410,9 @@ class Store:
         best_acc: float | None = None,
         error: str | None = None,
     ) -> None:
-        """Record a run's outcome; the device stays the one ``start_epoch`` noted unless
-        given."""
+        """Record a run's outcome; the device stays the one ``start_attempt`` noted unless
+        given. :class:`LostRunError` when the run is no longer the lease's (a repeat of the
+        same outcome is not an error: its first commit may have been lost in transit)."""
         outcome: dict[str, Any] = {
             "status": status,
             "finished_at": utcnow(),
@@ -338,16 +422,41 @@ class Store:
         }
         if device is not None:
             outcome["device"] = device
+        held = (
+            (RunRow.id == lease.run_id)
+            & (RunRow.worker == lease.worker)
+            & (RunRow.attempts == lease.attempt)
+            & RunRow.status.in_(("running", status))
+        )
         with self.engine.begin() as connection:
-            connection.execute(update(RunRow).where(RunRow.id == run_id).values(**outcome))
+            if not connection.execute(update(RunRow).where(held).values(**outcome)).rowcount:
+                raise _lost(connection, lease)
 
-    def interrupt(self, run_id: int, worker: str) -> None:
+    @retried
+    def interrupt(self, lease: Lease, error: str | None = None) -> bool:
+        """Mark the run interrupted (it is claimed again) if the lease still holds it;
+        ``error`` says why, where that was a fault of the environment."""
         with self.engine.begin() as connection:
-            connection.execute(
-                update(RunRow)
-                .where(RunRow.id == run_id, RunRow.worker == worker, RunRow.status == "running")
-                .values(status="interrupted")
+            marked = update(RunRow).where(self._held(lease))
+            return bool(
+                connection.execute(marked.values(status="interrupted", error=error)).rowcount
             )
+
+    def attempts(self, run_ids: Sequence[int]) -> dict[int, list[AttemptRecord]]:
+        """The attempts of the given runs, in order, by run id."""
+        found: dict[int, list[AttemptRecord]] = {run_id: [] for run_id in run_ids}
+        names = [f.name for f in fields(AttemptRecord)]
+        with self.engine.connect() as connection:
+            for chunk in chunks(run_ids):
+                query = (
+                    select(AttemptRow)
+                    .where(AttemptRow.run_id.in_(chunk))
+                    .order_by(AttemptRow.run_id, AttemptRow.attempt)
+                )
+                for row in connection.execute(query).mappings():
+                    record = AttemptRecord(**{name: row[name] for name in names})
+                    found[record.run_id].append(record)
+        return found
 
     # Reading ---------------------------------------------------------------------------
 
@@ -360,6 +469,7 @@ class Store:
         with self._session() as session:
             return [_run_record(row, with_epochs) for row in session.scalars(query)]
 
+    @retried
     def run(self, run_id: int) -> RunRecord:
         """A run with its epochs."""
         options = [joinedload(RunRow.sweep), selectinload(RunRow.epochs)]
@@ -369,6 +479,7 @@ class Store:
                 raise UnknownRunError(self.safe_url, run_id)
             return _run_record(row, with_epochs=True)
 
+    @retried
     def status_counts(self, sweep_id: int) -> dict[str, int]:
         query = (
             select(RunRow.status, func.count())
@@ -378,6 +489,7 @@ class Store:
         with self.engine.connect() as connection:
             return dict(connection.execute(query).all())
 
+    @retried
     def count_finished(self, sweep_id: int, run_ids: Sequence[int] | None = None) -> int:
         """The sweep's runs (or those of ``run_ids``) that are never claimed again (see
         ``FINISHED_STATUSES``)."""
@@ -391,6 +503,13 @@ class Store:
                 connection.execute(query.where(RunRow.id.in_(chunk))).scalar_one()
                 for chunk in chunks(run_ids)
             )
+
+
+def _lost(connection: Connection, lease: Lease) -> LostRunError:
+    holder = connection.scalar(select(RunRow.worker).where(RunRow.id == lease.run_id))
+    return LostRunError(
+        lease.run_id, lease.worker, lease.attempt, None if holder == lease.worker else holder
+    )
 
 
 def _run_record(row: RunRow, with_epochs: bool) -> RunRecord:
@@ -410,17 +529,3 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA busy_timeout=60000")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
-
-
-def _alive(worker: str) -> bool:
-    try:
-        pid = int(worker.rsplit(":", 1)[1])
-    except (IndexError, ValueError):
-        return True  # not ours to judge
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
