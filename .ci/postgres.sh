@@ -2,7 +2,7 @@
 # Starts a PostgreSQL server from Debian's packages on 127.0.0.1:5432 for the store's tests and
 # prints the line that points them at it. Runs as root, without stdin; safe to run again.
 #
-#   eval "$(.ci/postgres.sh)"    # sets HBFP_DSE_TEST_PG_URL
+#   eval "$(.ci/postgres.sh)"    # sets HBFP_DSE_TEST_PG_URL and HBFP_DSE_TEST_PG_CTL
 #
 # Only the export line goes to stdout; progress and errors go to stderr.
 set -euo pipefail
@@ -92,3 +92,5 @@ start_cluster "$version"
 create_role_and_database
 log "PostgreSQL $version is up on 127.0.0.1:$PORT"
 echo "export HBFP_DSE_TEST_PG_URL=postgresql+psycopg://$ROLE:$PASSWORD@127.0.0.1:$PORT/$DATABASE"
+# How the outage tests stop and start this server.
+echo "export HBFP_DSE_TEST_PG_CTL=\"pg_ctlcluster $version $CLUSTER\""

@@ -30,7 +30,7 @@ def _pg_schema_url() -> Iterator[str | None]:
     from sqlalchemy import create_engine, make_url, text
 
     schema = f"hbfp_test_{uuid.uuid4().hex[:12]}"
-    engine = create_engine(url)
+    engine = create_engine(url, pool_pre_ping=True)  # the outage tests restart the server
     with engine.begin() as connection:
         connection.execute(text(f"CREATE SCHEMA {schema}"))
     try:

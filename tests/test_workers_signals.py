@@ -15,6 +15,7 @@ from sqlalchemy.exc import OperationalError
 
 from hbfp_dse.errors import UserError
 from hbfp_dse.experiments.store import RunRecord, Store
+from hbfp_dse.experiments.store.liveness import WorkerIdentity
 
 # Two runs, one per worker, of several epochs each (~2 s): both are caught in flight.
 SWEEP = """name: signals
@@ -74,7 +75,9 @@ def wait_until_both_workers_train(process: subprocess.Popen[bytes], db: Path, lo
 
 def worker_pid(run: RunRecord) -> int:
     assert run.worker is not None
-    return int(run.worker.rsplit(":", 1)[1])
+    identity = WorkerIdentity.parse(run.worker)
+    assert identity is not None
+    return identity.pid
 
 
 def is_alive(pid: int) -> bool:

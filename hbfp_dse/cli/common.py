@@ -18,6 +18,7 @@ from ..experiments.store import (
     NoDatabaseError,
     NoResultsError,
     SchemaVersionError,
+    StoreUnavailableError,
 )
 
 console = Console()
@@ -34,12 +35,14 @@ _STORE_HINTS: dict[type[UserError], str] = {
     ForeignDatabaseError: "point --db at another database",
     SchemaVersionError: "a new --db starts an empty store",
     NewerDatabaseError: "a new --db starts an empty store",
+    StoreUnavailableError: "run the same command again once it is back: what was recorded is "
+    "kept, and runs resume from their checkpoints",
 }
 
 
 def user_errors(command: Callable[P, R]) -> Callable[P, R]:
     """Report bad input as one line on stderr with exit code 2, never a traceback; a store
-    error gets a hint naming the flags."""
+    error gets a hint naming the flags. A database that stayed away is no bad input: exit 1."""
 
     @functools.wraps(command)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
@@ -53,7 +56,7 @@ def user_errors(command: Callable[P, R]) -> Callable[P, R]:
             err_console.print(
                 f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True
             )
-            raise typer.Exit(2) from None
+            raise typer.Exit(1 if isinstance(err, StoreUnavailableError) else 2) from None
 
     return wrapper
 

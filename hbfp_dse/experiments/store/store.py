@@ -38,6 +38,7 @@ from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 from sqlalchemy.orm import Session, aliased, joinedload, selectinload
 
+from ...errors import UserError
 from ...training.results import EpochRecord
 from .errors import (
     LostRunError,
@@ -71,6 +72,24 @@ def resolve_url(url: str | None) -> str:
     return url or os.environ.get(ENV_URL) or DEFAULT_URL
 
 
+ENV_RETRY = "HBFP_DSE_DB_RETRY_S"
+DEFAULT_RETRY_S = 300.0  # rides out a database restart or failover
+
+
+def retry_seconds() -> float:
+    """How long a worker retries an unreachable database: ``HBFP_DSE_DB_RETRY_S`` or 300."""
+    text = os.environ.get(ENV_RETRY)
+    if text is None:
+        return DEFAULT_RETRY_S
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = -1.0
+    if not seconds >= 0:
+        raise UserError(f"{ENV_RETRY}={text!r}: give the seconds to retry, 0 or more")
+    return seconds
+
+
 T = TypeVar("T")
 # Rows or values per statement: far below PostgreSQL's 65,535 bound parameters per statement.
 CHUNK = 1000
@@ -102,10 +121,10 @@ class Store:
     are retried for ``retry_for`` seconds while the database is unreachable."""
 
     def __init__(
-        self, url: str | None = None, *, create: bool = True, retry_for: float = 300.0
+        self, url: str | None = None, *, create: bool = True, retry_for: float | None = None
     ) -> None:
         self.url = resolve_url(url)
-        self.retry_for = retry_for
+        self.retry_for = retry_seconds() if retry_for is None else retry_for
         try:
             parsed = make_url(self.url)
         except (ArgumentError, ValueError):  # ValueError: a port that is not a number
