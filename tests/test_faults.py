@@ -107,7 +107,8 @@ def test_a_fault_of_the_machine_leaves_the_run_interrupted(
         execute_run(store, claim(store, sweep_id), options)
     stored = store.run(run_id)
     assert stored.status == "interrupted"
-    assert stored.error is not None and stored.error.startswith("environment fault: run ")
+    assert stored.error is not None
+    assert stored.error.startswith("environment fault: run ")
     assert claim(store, sweep_id).id == run_id  # for another attempt
 
 
@@ -129,7 +130,8 @@ def test_a_bug_still_fails_its_run(
     assert execute_run(store, claim(store, sweep_id), options) is None
     stored = store.run(run_id)
     assert stored.status == "failed"
-    assert stored.error is not None and "ValueError: a bug" in stored.error
+    assert stored.error is not None
+    assert "ValueError: a bug" in stored.error
 
 
 def test_a_worker_meeting_faults_stops_instead_of_draining_the_sweep(
@@ -182,7 +184,8 @@ def test_a_worker_whose_run_was_taken_over_stops_at_once_and_writes_nothing(
     events: list[dict[str, Any]] = []
     first = claim(store, sweep_id)
     assert execute_run(store, first, options, emit=events.append, callbacks=[takeover]) is None
-    assert takeover.taken is not None and takeover.taken.attempts == 2
+    assert takeover.taken is not None
+    assert takeover.taken.attempts == 2
     [lost] = [e for e in events if e["event"] == "lost"]
     assert lost["message"] == (
         f"run {run_id} was taken from worker host-a:1:-:0001 (attempt 1): "
@@ -199,7 +202,8 @@ def test_a_worker_whose_run_was_taken_over_stops_at_once_and_writes_nothing(
     assert not any(e["event"] == "finish" for e in events)
     # The new owner resumes from the checkpoint of epoch 0 and finishes the run.
     result = execute_run(store, takeover.taken, options)
-    assert result is not None and result.status == "done"
+    assert result is not None
+    assert result.status == "done"
     finished = store.run(run_id)
     assert (finished.status, finished.resumed_from_epoch) == ("done", 1)
     assert [e.epoch for e in finished.epochs] == [0, 1]
@@ -241,7 +245,8 @@ def test_a_claimer_whose_clock_runs_ahead_takes_no_live_run(
         connection.execute(update(RunRow).where(RunRow.id == run_id).values(heartbeat_at=old))
     monkeypatch.setattr(store_module, "utcnow", lambda: skewed - timedelta(seconds=400))
     taken = store.claim(sweep_id, "host-b:2:-:0002", stale_after=120)
-    assert taken is not None and taken.id == run_id
+    assert taken is not None
+    assert taken.id == run_id
     store.close()
 
 
@@ -274,7 +279,8 @@ def test_an_epoch_checkpointed_but_never_stored_is_restored_on_resume(
     resumed = store.claim(sweep_id, "host-b:2:-:0002", stale_after=60)
     assert resumed is not None
     result = execute_run(store, resumed, options)
-    assert result is not None and result.status == "done"  # the run had both epochs already
+    assert result is not None
+    assert result.status == "done"
     finished = store.run(run_id)
     assert (finished.status, finished.resumed_from_epoch) == ("done", 2)
     assert [e.epoch for e in finished.epochs] == [0, 1]
