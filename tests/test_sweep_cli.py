@@ -8,6 +8,7 @@ import io
 import json
 import os
 import signal
+import socket
 import sqlite3
 import subprocess
 import time
@@ -26,6 +27,7 @@ from typer.testing import CliRunner, Result
 from hbfp_dse.cli.app import app
 from hbfp_dse.experiments import runner as runner_module
 from hbfp_dse.experiments.store import RunRecord, Store, SweepRecord
+from hbfp_dse.experiments.store.liveness import WorkerIdentity
 from hbfp_dse.experiments.sweepfile import Baseline, expand, parse_sweep
 
 BASE = """base:
@@ -231,6 +233,30 @@ def test_report_table_and_the_database_from_the_environment(
     assert "hbfp8" in out
 
 
+def test_report_shows_where_every_run_trained(tiny: Sweep, tmp_path: Path) -> None:
+    for run in report_json(tiny)["runs"]:
+        [attempt] = run["attempts"]
+        assert (attempt["attempt"], attempt["start_epoch"], attempt["device"]) == (1, 0, "cpu")
+        assert attempt["worker"].startswith(f"{socket.gethostname()}:")
+        assert attempt["cpu_threads"] == torch.get_num_threads()  # one worker, in this process
+        assert (attempt["tf32"], attempt["deterministic"]) == (False, False)
+        assert attempt["torch_version"] == torch.__version__
+    table = ok("report", "--db", tiny.url).stdout
+    assert f"torch {torch.__version__}, cpu, CPU threads {torch.get_num_threads()}," in table
+    assert "TF32 off, deterministic off: 8 run(s)" in table
+    # One run trained again elsewhere with other threads: the report says so.
+    copy = tmp_path / "copy.db"
+    with closing(sqlite3.connect(tiny.db)) as source, closing(sqlite3.connect(copy)) as target:
+        source.backup(target)
+        target.execute("UPDATE hbfp_attempts SET cpu_threads = cpu_threads + 1 WHERE run_id = 1")
+        target.commit()
+    result = ok("report", "--db", sqlite_url(copy))
+    assert "8 run(s)" not in result.stdout
+    assert ": 7 run(s)" in result.stdout
+    assert ": 1 run(s)" in result.stdout
+    assert "the runs trained in 2 environments" in result.stderr
+
+
 @pytest.mark.parametrize("name", ["front.png", "front.html"])
 def test_report_plot(tiny: Sweep, tmp_path: Path, name: str) -> None:
     plot = tmp_path / name
@@ -351,7 +377,7 @@ def test_two_local_workers_complete_every_run_once(tmp_path: Path) -> None:
     assert len(runs) == 4
     for run in runs:
         assert (run.status, run.attempts, [e.epoch for e in run.epochs]) == ("done", 1, [0])
-        assert int(run.worker.rsplit(":", 1)[1]) != os.getpid()  # trained in a worker process
+        assert WorkerIdentity.parse(run.worker).pid != os.getpid()  # trained in a worker process
     assert checkpoints(db) == []
 
 
@@ -633,7 +659,7 @@ def test_a_killed_sweep_resumes_from_its_last_epoch(tmp_path: Path) -> None:
     row = run_row(db)
     assert (row["status"], row["attempts"]) == ("running", 1)
     assert 1 <= recorded < 6, "the run was caught in flight"
-    assert row["worker"].endswith(f":{process.pid}")
+    assert WorkerIdentity.parse(row["worker"]).pid == process.pid
     assert any(p.name.endswith(f"-{row['run_hash']}.pt") for p in checkpoints(db))
 
     result = ok("sweep", file, "--db", sqlite_url(db))

@@ -14,6 +14,7 @@ from ..errors import UserError
 from ..experiments import plots
 from ..experiments.report import (
     ConfigSummary,
+    environments,
     run_json,
     search_history,
     summarize,
@@ -59,7 +60,9 @@ def report(
     plot: PlotOption = None,
 ) -> None:
     """Runs with accuracy (mean ± std over seeds), density and status; Pareto front marked."""
-    runs = Store(db, create=False).runs(sweep)
+    store = Store(db, create=False)
+    runs = store.runs(sweep)
+    attempts = store.attempts([r.id for r in runs])
     summaries = summarize(runs)
     summaries.sort(key=lambda s: (s.sweep, -(s.density or 0.0), s.label))
     rows = _rows(summaries)
@@ -68,7 +71,7 @@ def report(
     if output is ReportFormat.json:
         print_json(
             {
-                "runs": [run_json(r) for r in runs],
+                "runs": [run_json(r, attempts[r.id]) for r in runs],
                 "configurations": [summary_json(s) for s in summaries],
             }
         )
@@ -78,6 +81,7 @@ def report(
         console.print("no runs stored yet")
     else:
         _print_table(rows)
+        _print_environments(environments(attempts))
 
 
 def _save_plot(
@@ -125,3 +129,15 @@ def _print_table(rows: list[dict[str, Any]]) -> None:
         style = "bold" if row["pareto"] else None
         table.add_row(*(str(row[key]) for key in columns), style=style)
     console.print(table)
+
+
+def _print_environments(found: list[tuple[str, list[int]]]) -> None:
+    """Where the runs trained; a warning when not all in one environment."""
+    for label, runs in found:
+        console.print(f"trained with {label}: {len(runs)} run(s)", highlight=False, soft_wrap=True)
+    if len(found) > 1:
+        err_console.print(
+            f"[yellow]warning:[/] the runs trained in {len(found)} environments; results can "
+            "differ between them for that alone (CPU threads, TF32 and versions change the "
+            "arithmetic); 'report --format json' lists each run's attempts"
+        )

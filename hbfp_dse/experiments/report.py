@@ -4,11 +4,11 @@ configuration for a target accuracy."""
 from __future__ import annotations
 
 import statistics
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
 from typing import Any
 
-from .store import RunRecord
+from .store import AttemptRecord, RunRecord
 
 
 @dataclass
@@ -95,7 +95,37 @@ def best_for_target(
     return None, closest
 
 
-def run_json(run: RunRecord) -> dict[str, Any]:
+def environment_label(attempt: AttemptRecord) -> str:
+    """What decides an attempt's numbers beside its configuration, in one line."""
+    code = f"hbfp-dse {attempt.hbfp_version}"
+    if attempt.git_commit:
+        code += f" (git {attempt.git_commit[:10]}{', modified' if attempt.git_dirty else ''})"
+    device = attempt.device.split(":")[0]
+    return (
+        f"{code}, torch {attempt.torch_version}, {device}, CPU threads {attempt.cpu_threads}, "
+        f"TF32 {'on' if attempt.tf32 else 'off'}, "
+        f"deterministic {'on' if attempt.deterministic else 'off'}"
+    )
+
+
+def environments(attempts: Mapping[int, Sequence[AttemptRecord]]) -> list[tuple[str, list[int]]]:
+    """The environments runs trained in (by their latest attempt), each with its runs, the
+    most common first: more than one means results may differ for that reason alone."""
+    runs: dict[str, list[int]] = {}
+    for run_id, tries in attempts.items():
+        if tries:
+            runs.setdefault(environment_label(tries[-1]), []).append(run_id)
+    return sorted(runs.items(), key=lambda item: -len(item[1]))
+
+
+def attempt_json(attempt: AttemptRecord) -> dict[str, Any]:
+    data = asdict(attempt)
+    data["started_at"] = attempt.started_at.isoformat()
+    del data["run_id"]
+    return data
+
+
+def run_json(run: RunRecord, attempts: Sequence[AttemptRecord] = ()) -> dict[str, Any]:
     return {
         "id": run.id,
         "sweep": run.sweep,
@@ -113,6 +143,7 @@ def run_json(run: RunRecord) -> dict[str, Any]:
         "trial_number": run.trial_number,
         "error": run.error,
         "schedule": run.schedule,
+        "attempts": [attempt_json(a) for a in attempts],
     }
 
 
