@@ -452,6 +452,22 @@ BAD_FILES = {
 }
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_a_machine_without_the_device_stops_its_worker_and_fails_no_run(tmp_path: Path) -> None:
+    file = tmp_path / "gpu.yaml"
+    text = "name: gpu\n" + BASE.format(epochs=1).replace("device: cpu", "device: cuda")
+    file.write_text(text + "baselines: [fp32, hbfp8, hbfp6, hbfp4]\nseeds: [0]\n")
+    db = tmp_path / "results.db"
+    result = invoke("sweep", file, "--db", sqlite_url(db))
+    assert result.exit_code == 1, result.output
+    assert "stopped after 3 consecutive faults of this machine" in result.stderr
+    assert "device 'cuda': CUDA is not available here" in result.stderr
+    assert "1 worker(s) stopped on faults of this machine" in result.stderr
+    runs = stored_runs(db)
+    assert sorted(run.status for run in runs) == ["interrupted", "pending", "pending", "pending"]
+    assert sum(run.attempts for run in runs) == 3
+
+
 @pytest.mark.parametrize(("text", "fragments"), BAD_FILES.values(), ids=BAD_FILES.keys())
 def test_a_bad_sweep_file_is_one_clear_error(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, text: str, fragments: list[str]

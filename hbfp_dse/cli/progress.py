@@ -129,10 +129,11 @@ class SweepProgress:
                 self.overall, status=" ".join(f"{k} {v}" for k, v in sorted(self.counts.items()))
             )
         elif kind == "lost":
-            self.progress.console.print(f"[yellow]warning:[/] {escape(event['message'])}")
+            message = f"[yellow]warning:[/] {escape(event['message'])}"
+            self.progress.console.print(message, soft_wrap=True)
         elif kind == "stopped":
             self.stopped.append(f"worker {worker} {event['reason']}")
-            self.progress.console.print(f"[bold red]{escape(self.stopped[-1])}[/]")
+            self.progress.console.print(f"[bold red]{escape(self.stopped[-1])}[/]", soft_wrap=True)
             self.progress.update(task, visible=False)
         elif kind == "idle":
             self.progress.update(task, visible=False)

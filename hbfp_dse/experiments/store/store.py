@@ -348,12 +348,12 @@ class Store:
                 self.interrupt(Lease(run_id, holder, attempt))
 
     @staticmethod
-    def _held(lease: Lease) -> ColumnElement[bool]:
+    def _held(lease: Lease, statuses: Sequence[str] = ("running",)) -> ColumnElement[bool]:
         return (
             (RunRow.id == lease.run_id)
             & (RunRow.worker == lease.worker)
             & (RunRow.attempts == lease.attempt)
-            & (RunRow.status == "running")
+            & RunRow.status.in_(statuses)
         )
 
     def _hold(self, connection: Connection, lease: Lease, **values: Any) -> None:
@@ -441,12 +441,7 @@ class Store:
         }
         if device is not None:
             outcome["device"] = device
-        held = (
-            (RunRow.id == lease.run_id)
-            & (RunRow.worker == lease.worker)
-            & (RunRow.attempts == lease.attempt)
-            & RunRow.status.in_(("running", status))
-        )
+        held = self._held(lease, ("running", status))
         with self.engine.begin() as connection:
             if not connection.execute(update(RunRow).where(held).values(**outcome)).rowcount:
                 raise _lost(connection, lease)
