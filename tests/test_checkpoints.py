@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import os
 import shutil
+import uuid
 from collections.abc import Sequence
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
+from sqlalchemy import create_engine, make_url, text
 
 from hbfp_dse.experiments.runner import WorkerOptions, execute_run
 from hbfp_dse.experiments.store import NewRun, Provenance, RunRecord, Store
@@ -185,8 +188,9 @@ def test_a_truncated_checkpoint_without_a_previous_one_starts_over(
 # Through the store and the runner --------------------------------------------------------
 
 
-def one_run_store(path: Path) -> Store:
-    store = Store(f"sqlite:///{path}")
+def one_run_store(where: Path | str, sweep: str = "sweep") -> Store:
+    """A store (a SQLite file, or a URL) with one sweep of one run."""
+    store = Store(f"sqlite:///{where}" if isinstance(where, Path) else where)
     run = NewRun(
         run_hash="same-file-same-hash",
         config_id="c",
@@ -199,12 +203,12 @@ def one_run_store(path: Path) -> Store:
         mac_share={"fp32": 1.0},
         schedule=[],
     )
-    store.register("sweep", "name: sweep\n", PROVENANCE, [run])
+    store.register(sweep, f"name: {sweep}\n", PROVENANCE, [run])
     return store
 
 
-def claim(store: Store) -> RunRecord:
-    run = store.claim(store.sweep_id("sweep"), "test-worker:1")
+def claim(store: Store, sweep: str = "sweep") -> RunRecord:
+    run = store.claim(store.sweep_id(sweep), "test-worker:1")
     assert run is not None
     return run
 
@@ -269,3 +273,37 @@ def test_a_store_keeps_one_identity_and_an_older_store_gets_one(tmp_path: Path) 
     assert Store(f"sqlite:///{legacy}", create=False).store_id == opened.store_id
     for store in (first, again, opened):
         store.close()
+
+
+def test_two_postgresql_stores_sharing_the_default_checkpoint_dir_keep_their_own(
+    pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Every non-SQLite URL defaults to ./hbfp-checkpoints: two databases, one directory.
+    monkeypatch.chdir(tmp_path)
+    schema = f"hbfp_second_{uuid.uuid4().hex[:8]}"
+    with closing(create_engine(pg_url).connect()) as connection:
+        connection.execute(text(f"CREATE SCHEMA {schema}"))
+        connection.commit()
+    second = make_url(pg_url).update_query_dict({"options": f"-csearch_path={schema}"})
+    name = f"shared-{uuid.uuid4().hex[:8]}"
+    a = one_run_store(pg_url, name)
+    b = one_run_store(second.render_as_string(hide_password=False), name)
+    try:
+        options = WorkerOptions()
+        with pytest.raises(KeyboardInterrupt):
+            execute_run(a, claim(a, name), options, callbacks=[InterruptAfterFirstEpoch()])
+        [written] = (tmp_path / "hbfp-checkpoints").iterdir()
+        result = execute_run(b, claim(b, name), options)
+        assert result is not None
+        assert result.status == "done"
+        assert b.runs(name)[0].resumed_from_epoch is None  # not from A's checkpoint
+        assert [p.name for p in (tmp_path / "hbfp-checkpoints").iterdir()] == [written.name]
+        resumed = execute_run(a, claim(a, name), options)
+        assert resumed is not None
+        assert a.runs(name)[0].resumed_from_epoch == 1
+    finally:
+        a.close()
+        b.close()
+        with closing(create_engine(pg_url).connect()) as connection:
+            connection.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+            connection.commit()

@@ -462,7 +462,7 @@ def test_a_machine_without_the_device_stops_its_worker_and_fails_no_run(tmp_path
     assert result.exit_code == 1, result.output
     assert "stopped after 3 consecutive faults of this machine" in result.stderr
     assert "device 'cuda': CUDA is not available here" in result.stderr
-    assert "1 worker(s) stopped on faults of this machine" in result.stderr
+    assert "1 worker(s) stopped before the sweep was done" in result.stderr
     runs = stored_runs(db)
     assert sorted(run.status for run in runs) == ["interrupted", "pending", "pending", "pending"]
     assert sum(run.attempts for run in runs) == 3

@@ -99,8 +99,8 @@ def _finish(name: str, counts: dict[str, int], stopped: list[str]) -> None:
         )
     if stopped:
         err_console.print(
-            f"{len(stopped)} worker(s) stopped on faults of this machine; their runs are "
-            "interrupted: fix the machine and run the same command again to resume",
+            f"{len(stopped)} worker(s) stopped before the sweep was done (see above); "
+            "run the same command again to resume",
             soft_wrap=True,
         )
     if counts.get("failed") or stopped:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import multiprocessing
+import os
 import queue
 import signal
 import time
@@ -18,7 +19,7 @@ import torch
 
 from ..errors import UserError
 from .runner import Emit, WorkerOptions, work
-from .store import Store
+from .store import Store, StoreUnavailableError
 
 STOP_TIMEOUT_S = 30.0
 """How long interrupted workers may take to mark their runs before they are killed."""
@@ -34,6 +35,11 @@ def _worker_process(
     store = Store(url, create=False)
     try:
         work(store, sweep_id, options, emit=events.put, run_ids=run_ids)
+    except StoreUnavailableError as err:
+        # Said once, by the parent, instead of a traceback from every process.
+        events.put(
+            {"event": "stopped", "worker": f"pid {os.getpid()}", "reason": f"stopped: {err}"}
+        )
     finally:
         store.close()
 
