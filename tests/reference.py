@@ -19,7 +19,8 @@ from fractions import Fraction
 
 import torch
 
-from hbfp_dse.formats import FloatFormat, HBFPFormat, MXFormat, parse_format
+from hbfp_dse.formats import FloatFormat, HBFPFormat, MXFormat, NoiseStream, parse_format
+from hbfp_dse.formats.noise import uniform_noise
 
 INF = math.inf
 NAN = math.nan
@@ -447,3 +448,9 @@ def _element_step(v: Fraction, el: Element) -> Fraction:
         return pow2(-el.man_bits)
     e = max(floor_log2(abs(v)), el.emin) if v else el.emin
     return pow2(e - el.man_bits)
+
+
+def drawn_noise(shape: tuple[int, ...] | torch.Size, seed: int) -> torch.Tensor:
+    """The uniforms the first call of ``NoiseStream(seed)`` draws for a contiguous tensor of
+    ``shape``: what the quantizer compares with each element's fraction."""
+    return uniform_noise(tuple(shape), NoiseStream(seed).draw(torch.device("cpu")))

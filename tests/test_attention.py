@@ -22,7 +22,7 @@ from hbfp_dse.emulation import (
     layer_infos,
     round_master_weights,
 )
-from hbfp_dse.formats import quantize
+from hbfp_dse.formats import NoiseStream, quantize
 from hbfp_dse.training.config import TrainConfig
 from hbfp_dse.training.data import DATASET_INFO, DatasetPair, ImageSplit
 from hbfp_dse.training.trainer import train
@@ -326,7 +326,7 @@ def test_quantized_attention_rounding_is_seeded() -> None:
     x = heavy(5, 3, E)
     outs = []
     for seed in (1, 1, 2):
-        converted.generator = torch.Generator().manual_seed(seed)
+        converted.noise = NoiseStream(seed)
         outs.append(converted(x, x, x)[0])
     assert torch.equal(outs[0], outs[1])
     assert not torch.equal(outs[0], outs[2])

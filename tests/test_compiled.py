@@ -10,7 +10,7 @@ import pytest
 import torch
 from format_strategies import assert_bitwise_equal
 
-from hbfp_dse.formats import quantize
+from hbfp_dse.formats import NoiseStream, quantize
 
 quantize_module = importlib.import_module("hbfp_dse.formats.quantize")
 
@@ -46,8 +46,8 @@ def data() -> torch.Tensor:
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_compiled_equals_eager_bitwise(data: torch.Tensor, fmt: str, rounding: str) -> None:
     def run(backend: str) -> torch.Tensor:
-        gen = torch.Generator().manual_seed(1)
-        return quantize(data, fmt, rounding=rounding, generator=gen, backend=backend)  # type: ignore[arg-type]
+        noise = NoiseStream(1)
+        return quantize(data, fmt, rounding=rounding, noise=noise, backend=backend)  # type: ignore[arg-type]
 
     compiled = run("compiled")
     assert not quantize_module._compile_failed, "the compiled path fell back to eager"

@@ -21,7 +21,7 @@ from hbfp_dse.emulation import (
     round_master_weights,
 )
 from hbfp_dse.emulation.functions import ConvGeometry, QuantConvFunction, QuantLinearFunction
-from hbfp_dse.formats import quantize
+from hbfp_dse.formats import NoiseStream, quantize
 
 # Short blocks and few mantissa bits: every tensor spans several blocks, and a block along the
 # wrong axis visibly changes a result.
@@ -325,7 +325,7 @@ def rounding_run(
     spec: QuantSpec, seed: int, w: Tensor, x: Tensor, dy: Tensor
 ) -> tuple[Tensor, Tensor]:
     layer = quant_linear(w, spec)
-    layer.generator = torch.Generator().manual_seed(seed)
+    layer.noise = NoiseStream(seed)
     y, dx, _ = linear_step(layer, x, dy)
     return y, dx
 

@@ -8,9 +8,9 @@ from fractions import Fraction
 import pytest
 import torch
 from format_strategies import assert_bitwise_equal
-from reference import reference_quantize, stochastic_candidates
+from reference import drawn_noise, reference_quantize, stochastic_candidates
 
-from hbfp_dse.formats import quantize
+from hbfp_dse.formats import NoiseStream, quantize
 
 NAN, INF = math.nan, math.inf
 ONE_PER_FAMILY = ["hbfp4", "hbfp6_b16_s4_d2", "mxfp4_e2m1", "mxint8", "fp8_e4m3"]
@@ -156,7 +156,7 @@ def test_zero_blocks_stay_zero_with_their_signs(fmt: str, rounding: str) -> None
     x = torch.zeros(3, 70)
     x[1, ::3] = -0.0
     x[2, 64:] = 1.0  # a zero block next to a non-zero one
-    out = q(x, fmt, rounding=rounding, generator=torch.Generator().manual_seed(0))
+    out = q(x, fmt, rounding=rounding, noise=NoiseStream(0))
     assert_bitwise_equal(out[:2], x[:2])
     assert_bitwise_equal(out[2, :32], x[2, :32])
 
@@ -172,7 +172,7 @@ def _with_specials() -> torch.Tensor:
 @pytest.mark.parametrize("fmt", EVERY_FAMILY)
 def test_nan_and_inf_never_become_finite(fmt: str, rounding: str) -> None:
     x = _with_specials()
-    out = q(x, fmt, rounding=rounding, generator=torch.Generator().manual_seed(0))
+    out = q(x, fmt, rounding=rounding, noise=NoiseStream(0))
     special = ~x.isfinite()
     assert not out[special].isfinite().any()
     if fmt.startswith("hbfp") or fmt in ("fp32", "bf16", "fp16", "fp8_e5m2"):
@@ -181,8 +181,7 @@ def test_nan_and_inf_never_become_finite(fmt: str, rounding: str) -> None:
         assert out[special].isnan().all()  # OCP E4M3 has no infinity
     if fmt.startswith("hbfp"):
         # The finite elements are quantized with the max of the finite ones only.
-        gen = torch.Generator().manual_seed(0)
-        zeroed = q(torch.where(special, 0.0, x), fmt, rounding=rounding, generator=gen)
+        zeroed = q(torch.where(special, 0.0, x), fmt, rounding=rounding, noise=NoiseStream(0))
         assert_bitwise_equal(out[~special], zeroed[~special])
     if fmt.startswith("mx"):
         # MX: a NaN or Inf anywhere in a block makes the whole block NaN, no other block.
@@ -214,7 +213,7 @@ def test_last_partial_block_equals_the_short_block_alone(
 ) -> None:
     x = torch.randn(4, n, generator=torch.Generator().manual_seed(2))
     x[:, -1] *= 1000  # the tail's max differs from the full blocks' max
-    out = q(x, fmt, rounding=rounding, generator=torch.Generator().manual_seed(3))
+    out = q(x, fmt, rounding=rounding, noise=NoiseStream(3))
     down, up = stochastic_candidates(x[:, block:], fmt)
     if rounding == "nearest":
         assert_bitwise_equal(out[:, block:], q(x[:, block:], fmt))
@@ -235,8 +234,8 @@ def test_dims_of_3d_and_4d_tensors(fmt: str) -> None:
             if dim in (1, -1):
                 assert_bitwise_equal(out, reference_quantize(x, fmt, dim=dim), f"dim {dim}")
         # Stochastic noise is drawn per element of x, whatever the blocking dim.
-        sto = q(x, fmt, dim=1, rounding="stochastic", generator=torch.Generator().manual_seed(5))
-        u = torch.rand(shape, generator=torch.Generator().manual_seed(5))
+        sto = q(x, fmt, dim=1, rounding="stochastic", noise=NoiseStream(5))
+        u = drawn_noise(shape, 5)
         assert_bitwise_equal(sto, reference_quantize(x, fmt, 1, "stochastic", u))
 
 
@@ -264,8 +263,7 @@ def test_zero_dim_tensors(fmt: str, expected: float) -> None:
     assert out.shape == ()
     assert out.dtype == torch.float32
     assert out.item() == expected
-    gen = torch.Generator().manual_seed(0)
-    sto = q(torch.tensor(-0.3), fmt, rounding="stochastic", generator=gen)
+    sto = q(torch.tensor(-0.3), fmt, rounding="stochastic", noise=NoiseStream(0))
     assert sto.shape == ()
     down, up = stochastic_candidates(torch.tensor(-0.3), fmt)
     assert sto.item() in (down.item(), up.item())
@@ -302,7 +300,7 @@ def test_input_dtypes_and_autograd() -> None:
 def test_stochastic_rounding_of_a_fixed_value_is_unbiased(fmt: str) -> None:
     n = 1 << 16
     x = torch.full((n,), 0.3)  # the FP32 value nearest 0.3, between two grid points
-    out = q(x, fmt, rounding="stochastic", generator=torch.Generator().manual_seed(7))
+    out = q(x, fmt, rounding="stochastic", noise=NoiseStream(7))
     down, up = (c[0].item() for c in stochastic_candidates(x[:1], fmt))
     assert down < 0.3 < up
     assert set(out.unique().tolist()) == {down, up}
@@ -325,8 +323,9 @@ def test_stochastic_rounding_is_unbiased_over_many_values(fmt: str) -> None:
     p = torch.where(u > d, (xs - d) / (u - d).clamp(min=1e-300), 0.0)
     repeats = 64
     total, variance = 0.0, float(((u - d) ** 2 * p * (1 - p)).sum()) * repeats
+    noise = NoiseStream(8)  # one call after another, as in training
     for _ in range(repeats):
-        out = q(x, fmt, rounding="stochastic", generator=gen)
+        out = q(x, fmt, rounding="stochastic", noise=noise)
         total += float((out[inside].double() - xs).sum())
     # The summed error is a sum of independent zero-mean terms: |z| < 5.
     z = total / math.sqrt(variance)
@@ -338,11 +337,11 @@ def test_stochastic_rounding_is_reproducible_per_seed(fmt: str) -> None:
     x = torch.randn(8, 128, generator=torch.Generator().manual_seed(9))
 
     def run(seed: int) -> torch.Tensor:
-        return q(x, fmt, rounding="stochastic", generator=torch.Generator().manual_seed(seed))
+        return q(x, fmt, rounding="stochastic", noise=NoiseStream(seed))
 
     assert_bitwise_equal(run(1), run(1))
     assert not torch.equal(run(1), run(2))
-    # Without a generator, torch's global one is used (and seeded the usual way).
+    # Without a stream, one is seeded from torch's global generator (seeded the usual way).
     torch.manual_seed(11)
     first = q(x, fmt, rounding="stochastic")
     torch.manual_seed(11)

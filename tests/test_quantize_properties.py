@@ -19,6 +19,7 @@ from format_strategies import (
 from hypothesis import assume, given
 from hypothesis import strategies as st
 from reference import (
+    drawn_noise,
     hbfp_exponent_range,
     mx_scale_exponent,
     reference_quantize,
@@ -27,7 +28,7 @@ from reference import (
     stochastic_candidates,
 )
 
-from hbfp_dse.formats import HBFPFormat, MXFormat, parse_format, quantize
+from hbfp_dse.formats import HBFPFormat, MXFormat, NoiseStream, parse_format, quantize
 
 
 def q(x: torch.Tensor, fmt: str, **kw: object) -> torch.Tensor:
@@ -45,17 +46,17 @@ def test_nearest_equals_reference(fmt: str, x: torch.Tensor) -> None:
 def test_stochastic_equals_reference_given_the_same_uniforms(
     fmt: str, x: torch.Tensor, seed: int
 ) -> None:
-    # quantize draws one U[0,1) per element of x, in x's layout, from the generator;
+    # quantize draws one U[0,1) per element of x, in x's layout, from the noise stream;
     # the reference applies floor(v) + (u < frac(v)) to the same numbers.
-    out = q(x, fmt, rounding="stochastic", generator=torch.Generator().manual_seed(seed))
-    u = torch.rand(x.shape, generator=torch.Generator().manual_seed(seed))
+    out = q(x, fmt, rounding="stochastic", noise=NoiseStream(seed))
+    u = drawn_noise(x.shape, seed)
     assert_bitwise_equal(out, reference_quantize(x, fmt, rounding="stochastic", noise=u), fmt)
 
 
 @PROPERTY_SETTINGS
 @given(fmt=format_names(), x=tensors(), seed=st.integers(0, 2**32))
 def test_stochastic_returns_one_of_the_two_neighbours(fmt: str, x: torch.Tensor, seed: int) -> None:
-    out = q(x, fmt, rounding="stochastic", generator=torch.Generator().manual_seed(seed))
+    out = q(x, fmt, rounding="stochastic", noise=NoiseStream(seed))
     down, up = stochastic_candidates(x, fmt)
     same = (out == down) | (out == up) | (out.isnan() & down.isnan())
     assert same.all(), (fmt, x[~same], out[~same], down[~same], up[~same])
@@ -64,7 +65,7 @@ def test_stochastic_returns_one_of_the_two_neighbours(fmt: str, x: torch.Tensor,
 @PROPERTY_SETTINGS
 @given(fmt=format_names(), x=tensors(), rounding=st.sampled_from(["nearest", "stochastic"]))
 def test_output_lies_on_the_format_grid(fmt: str, x: torch.Tensor, rounding: str) -> None:
-    out = q(x, fmt, rounding=rounding, generator=torch.Generator().manual_seed(0))
+    out = q(x, fmt, rounding=rounding, noise=NoiseStream(0))
     spec = parse_format(fmt)
     for row in out.tolist():
         assert row_on_grid(row, spec), (fmt, row)
@@ -84,8 +85,7 @@ def test_error_is_within_half_a_step_nearest_and_one_step_stochastic(
 ) -> None:
     spec = parse_format(fmt)
     nearest = q(x, fmt).tolist()
-    gen = torch.Generator().manual_seed(seed)
-    stochastic = q(x, fmt, rounding="stochastic", generator=gen).tolist()
+    stochastic = q(x, fmt, rounding="stochastic", noise=NoiseStream(seed)).tolist()
     for row, near_row, sto_row in zip(x.tolist(), nearest, stochastic, strict=True):
         for xv, n, s, step in zip(row, near_row, sto_row, row_steps(row, spec), strict=True):
             if step == 0:  # saturating or non-finite: no rounding bound applies

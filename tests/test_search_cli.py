@@ -4,6 +4,7 @@ processes share one study on PostgreSQL."""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import uuid
@@ -11,9 +12,11 @@ from pathlib import Path
 
 import optuna
 import pytest
+from optuna.trial import TrialState
 from typer.testing import CliRunner
 
 from hbfp_dse.cli.app import app
+from hbfp_dse.experiments import runner as runner_module
 from hbfp_dse.experiments.store import Store
 
 TINY = """
@@ -155,3 +158,33 @@ def test_two_processes_share_one_study_on_postgresql(tmp_path: Path) -> None:
     assert len(numbers) == len(set(numbers))  # each trial trained once
     assert all(r.status in ("done", "pruned") for r in runs)
     optuna.delete_study(study_name=f"{name}@0.2", storage=url)
+
+
+def test_a_fault_of_the_machine_leaves_trials_unanswered_and_the_resumed_search_runs_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    file, db = _sweep_file(tmp_path, "faulty"), f"sqlite:///{tmp_path / 'r.db'}"
+    search = ("search", str(file), "--target-acc", "0.2", "--trials", "3", "--db", db)
+    with monkeypatch.context() as patch:
+        patch.setattr(runner_module, "train", _disk_full)
+        code, out = _invoke(*search)
+    assert code == 1, out
+    assert "stopped after 3 faults of its machine in a row" in out
+    study = optuna.load_study(study_name="faulty@0.2", storage=db)
+    # Not infeasible, not counted: unanswered.
+    assert [t.state for t in study.trials] == [TrialState.PRUNED] * 3
+    assert all("No space left" in t.user_attrs["unanswered"] for t in study.trials)
+    assert {r.status for r in Store(db, create=False).runs("faulty")} == {"interrupted"}
+
+    code, out = _invoke(*search, "--format", "json")
+    assert code == 0, out
+    assert json.loads(out[out.index("{") :])["trials"] == 3
+    study = optuna.load_study(study_name="faulty@0.2", storage=db)
+    complete = [t for t in study.trials if t.state == TrialState.COMPLETE]
+    assert len(complete) == 3
+    assert all(t.user_attrs["accuracy"] > 0 for t in complete)  # trained, not infeasible
+    assert "failed" not in {r.status for r in Store(db, create=False).runs("faulty")}
+
+
+def _disk_full(*args: object, **kwargs: object) -> None:
+    raise OSError(errno.ENOSPC, "No space left on device")

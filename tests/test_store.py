@@ -278,7 +278,7 @@ def test_claim_only_the_given_runs(store: Store, sweep_name: str) -> None:
 def test_a_stale_heartbeat_is_reclaimed(store: Store, sweep_name: str) -> None:
     sweep_id, ids = register(store, sweep_name, 2)
     first = store.claim(sweep_id, "other-host:1")
-    assert store.heartbeat(first.lease)
+    store.hold(first.lease)
     # A fresh heartbeat holds the run: another worker gets the next one.
     assert store.claim(sweep_id, "other-host:2", stale_after=60).id == ids[1]
     with store.engine.begin() as connection:
@@ -292,7 +292,8 @@ def test_a_stale_heartbeat_is_reclaimed(store: Store, sweep_name: str) -> None:
     assert (taken.id, taken.worker, taken.attempts) == (first.id, "other-host:3", 2)
     # The first worker learns it lost the run at its next heartbeat, and can write nothing:
     # no epoch, no outcome, no interruption (fencing).
-    assert not store.heartbeat(first.lease)
+    with pytest.raises(LostRunError):
+        store.hold(first.lease)
     with pytest.raises(LostRunError, match="now held by other-host:3"):
         store.record_epoch(first.lease, epoch_record(0, 0.9))
     with pytest.raises(LostRunError):
@@ -305,7 +306,7 @@ def test_a_stale_heartbeat_is_reclaimed(store: Store, sweep_name: str) -> None:
         None,
         (),
     )
-    assert store.heartbeat(taken.lease)
+    store.hold(taken.lease)
 
 
 def test_a_dead_local_workers_run_is_reclaimed(store: Store, sweep_name: str) -> None:

@@ -61,6 +61,16 @@ def user_errors(command: Callable[P, R]) -> Callable[P, R]:
     return wrapper
 
 
+def exit_on_outage(reason: str | None) -> None:
+    """A worker process gave up on the database: say so once, exit 1."""
+    if reason is not None:
+        hint = _STORE_HINTS[StoreUnavailableError]
+        err_console.print(
+            f"[bold red]error:[/] {escape(reason)}; {hint}", highlight=False, soft_wrap=True
+        )
+        raise typer.Exit(1)
+
+
 def print_json(data: Any) -> None:
     """Plain JSON on stdout (no rich markup) so that other programs can parse it."""
     typer.echo(json.dumps(data, indent=2))

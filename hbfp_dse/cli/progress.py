@@ -93,6 +93,7 @@ class SweepProgress:
         self.workers: dict[str, TaskID] = {}
         self.counts: dict[str, int] = {}
         self.stopped: list[str] = []  # why workers stopped before the sweep was done
+        self.outage: str | None = None  # why the database is given up on, if it was
 
     def __call__(self, event: dict[str, Any]) -> None:
         kind, worker = event["event"], event["worker"]
@@ -131,6 +132,9 @@ class SweepProgress:
         elif kind == "lost":
             message = f"[yellow]warning:[/] {escape(event['message'])}"
             self.progress.console.print(message, soft_wrap=True)
+        elif kind == "stopped" and event.get("cause") == "database":
+            self.outage = event["reason"]
+            self.progress.update(task, visible=False)
         elif kind == "stopped":
             self.stopped.append(f"worker {worker} {event['reason']}")
             self.progress.console.print(f"[bold red]{escape(self.stopped[-1])}[/]", soft_wrap=True)

@@ -82,6 +82,14 @@ def report(
     else:
         _print_table(rows)
         _print_environments(environments(attempts))
+        unrecorded = sum(not tries for tries in attempts.values())
+        if unrecorded:
+            console.print(
+                f"{unrecorded} run(s) with no environment recorded (not trained yet, or trained "
+                "before hbfp-dse recorded attempts)",
+                highlight=False,
+                soft_wrap=True,
+            )
 
 
 def _save_plot(

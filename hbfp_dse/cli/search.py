@@ -19,7 +19,7 @@ from ..experiments.search.trials import (
 )
 from ..experiments.store import Store
 from ..experiments.sweepfile import load_sweep
-from .common import console, err_console, print_json, user_errors
+from .common import console, err_console, exit_on_outage, print_json, user_errors
 from .interrupts import resumable
 from .options import (
     CheckpointDirOption,
@@ -79,6 +79,7 @@ def search(
         warnings.simplefilter("ignore", UserWarning)  # anchors skipped are shown below
         display = SweepProgress(progress, job.total_trials, 0, label="trials")
         outcome = run_search_workers(store, sweep_id, job, options, workers, display)
+    exit_on_outage(display.outage)
     if output is OutputFormat.json:
         print_json(_json(outcome))
     else:

@@ -14,7 +14,7 @@ from ..experiments.registration import check_data, plan_sweep, register_sweep
 from ..experiments.runner import StaleAfterError, WorkerOptions
 from ..experiments.store import NewRun, Store
 from ..experiments.sweepfile import DEFAULT_MAX_RUNS, SweepSpec, TooManyRunsError, load_sweep
-from .common import console, err_console, user_errors
+from .common import console, err_console, exit_on_outage, user_errors
 from .interrupts import resumable
 from .options import (
     CheckpointDirOption,
@@ -68,6 +68,7 @@ def sweep(
     with resumable(resume), training_progress() as progress:
         display = SweepProgress(progress, len(run_ids), finished)
         run_workers(store, sweep_id, options, workers, on_event=display)
+    exit_on_outage(display.outage)
     _finish(spec.name, store.status_counts(sweep_id), display.stopped)
 
 

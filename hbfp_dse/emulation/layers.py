@@ -14,23 +14,23 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..formats import Format, quantize
+from ..formats import Format, NoiseStream, quantize
 from .functions import ConvGeometry, OperandQuantizer, QuantConvFunction, QuantLinearFunction
 from .quant_spec import Operand, QuantSpec
 
 
 class QuantizedLayer(nn.Module):
-    """Mixin state of a converted layer: its current spec and stochastic-rounding generator."""
+    """Mixin state of a converted layer: its current spec and stochastic rounding's noise."""
 
     quant: QuantSpec | None = None
-    generator: torch.Generator | None = None
+    noise: NoiseStream | None = None
 
     def operand_quantizer(self, spec: QuantSpec) -> OperandQuantizer:
-        generator = self.generator
+        noise = self.noise
 
         def quantize_operand(t: Tensor, operand: Operand, dim: int) -> Tensor:
             # quantize returns FP32; a float64 or half layer needs its own dtype back.
-            return quantize(t, spec.fmt, dim, spec.rounding(operand), generator).to(t.dtype)
+            return quantize(t, spec.fmt, dim, spec.rounding(operand), noise).to(t.dtype)
 
         return quantize_operand
 
@@ -114,7 +114,7 @@ def convert(
     spec: QuantSpec | None = None,
     *,
     inplace: bool = True,
-    generator: torch.Generator | None = None,
+    noise: NoiseStream | None = None,
     attention: bool = False,
 ) -> nn.Module:
     """Make every exact Linear/Conv1d/2d/3d of ``model`` a quantized layer with ``spec``.
@@ -122,7 +122,8 @@ def convert(
     Subclasses with their own ``forward`` are left alone. With ``attention``, every exact
     ``nn.MultiheadAttention`` also becomes one quantized layer whose projections and
     attention matmuls all run on quantized operands. Returns the converted model
-    (a deep copy when ``inplace`` is False).
+    (a deep copy when ``inplace`` is False). Its layers' stochastic rounding draws from
+    ``noise`` (one stream for the whole model, call after call).
     """
     from .attention import QuantMultiheadAttention  # it builds on this module
 
@@ -137,7 +138,7 @@ def convert(
             module.__class__ = quantized
         if isinstance(module, QuantizedLayer):
             module.quant = spec
-            module.generator = generator
+            module.noise = noise
     return model
 
 

@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import contextlib
 import multiprocessing
-import os
 import queue
 import signal
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from multiprocessing.process import BaseProcess
 from types import FrameType
@@ -19,7 +18,7 @@ import torch
 
 from ..errors import UserError
 from .runner import Emit, WorkerOptions, work
-from .store import Store, StoreUnavailableError
+from .store import Store, StoreUnavailableError, worker_name
 
 STOP_TIMEOUT_S = 30.0
 """How long interrupted workers may take to mark their runs before they are killed."""
@@ -33,15 +32,22 @@ def _worker_process(
     events: Any,
 ) -> None:
     store = Store(url, create=False)
+    worker = worker_name()
     try:
-        work(store, sweep_id, options, emit=events.put, run_ids=run_ids)
-    except StoreUnavailableError as err:
-        # Said once, by the parent, instead of a traceback from every process.
-        events.put(
-            {"event": "stopped", "worker": f"pid {os.getpid()}", "reason": f"stopped: {err}"}
-        )
+        with reporting_outage(events.put, worker):
+            work(store, sweep_id, options, emit=events.put, run_ids=run_ids, worker=worker)
     finally:
         store.close()
+
+
+@contextlib.contextmanager
+def reporting_outage(emit: Emit, worker: str) -> Iterator[None]:
+    """In a worker process: a database that stayed away ends the worker with an event that
+    the parent reports, instead of a traceback."""
+    try:
+        yield
+    except StoreUnavailableError as err:
+        emit({"event": "stopped", "worker": worker, "reason": str(err), "cause": "database"})
 
 
 def run_workers(

@@ -11,6 +11,7 @@ processes).
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import threading
 import traceback
@@ -63,7 +64,8 @@ class WorkerOptions:
     heartbeat_every: float = 20.0
     checkpoint_dir: Path | None = None
     threads: int | None = None  # torch threads per worker
-    max_faults: int = 3  # consecutive faults of the environment before a worker stops
+    max_faults: int = 3  # consecutive faults of its machine before a worker stops
+    max_run_faults: int = 3  # attempts of one run stopped by faults before it fails
 
     def __post_init__(self) -> None:
         # Three missed heartbeats, not one late one (a busy database, a long GC pause).
@@ -148,8 +150,8 @@ class _Heartbeat(threading.Thread):
             except LostRunError as lost:
                 self.lost = lost
                 return
-            except StoreUnavailableError:
-                continue  # the training thread's next write stops the worker
+            except Exception:  # an outage or a database error: the run's own writes say it
+                continue
 
 
 class EnvironmentFaultError(Exception):
@@ -157,18 +159,32 @@ class EnvironmentFaultError(Exception):
     this machine lacks), not of the run: it is left interrupted, for another attempt."""
 
     def __init__(self, run_id: int, cause: BaseException) -> None:
-        super().__init__(f"run {run_id}: {type(cause).__name__}: {cause}")
+        super().__init__(f"{type(cause).__name__}: {cause}")
         self.run_id, self.cause = run_id, cause
 
 
-# Messages of RuntimeErrors that a device raises (CUDA out of memory, a lost GPU, cuDNN).
-_DEVICE_FAULTS = ("CUDA", "cuDNN", "out of memory", "NCCL", "device-side")
+# RuntimeErrors of a device or its driver; not a device-side assert (the run's own bug).
+_DEVICE_FAULTS = (
+    "CUDA out of memory",
+    "CUDA error: out of memory",
+    "illegal memory access",
+    "unspecified launch failure",
+    "CUDA driver",
+    "no CUDA GPUs are available",
+    "busy or unavailable",
+    "ECC error",
+    "NCCL error",
+)
 
 
 def is_environment_fault(err: BaseException) -> bool:
-    if isinstance(err, (OSError, torch.OutOfMemoryError, DeviceUnavailableError)):
+    """Faults of the machine: another attempt elsewhere, or later, may succeed. A fault that
+    is the run's after all (too large a batch for any GPU) fails it after a few attempts."""
+    if isinstance(err, (OSError, torch.cuda.OutOfMemoryError, DeviceUnavailableError)):
         return True
-    return isinstance(err, RuntimeError) and any(m in str(err) for m in _DEVICE_FAULTS)
+    if isinstance(err, NotImplementedError) or not isinstance(err, RuntimeError):
+        return False
+    return any(m in str(err) for m in _DEVICE_FAULTS)
 
 
 class _RecordEpochs:
@@ -288,18 +304,19 @@ def execute_run(
         emit({"event": "lost", "worker": lease.worker, "run_id": run.id, "message": str(lost)})
         return None
     except KeyboardInterrupt:
-        store.interrupt(lease)
+        store.interrupt_now(lease)
         emit({**finished, "status": "interrupted"})
         raise
     except StoreUnavailableError:
         raise  # nothing can be recorded: the worker stops, the run is reclaimed when stale
     except Exception as err:
-        if is_environment_fault(err):
-            fault = EnvironmentFaultError(run.id, err)
-            store.interrupt(lease, error=f"environment fault: {fault}")
-            emit({**finished, "status": "interrupted", "fault": str(fault)})
-            raise fault from err
         message = str(err) if isinstance(err, UserError) else traceback.format_exc(limit=8)
+        if is_environment_fault(err):
+            _record_fault(store, run, options, finished, emit, err)
+            message = (
+                f"{options.max_run_faults} attempts stopped by faults of their machine, so the "
+                f"run itself is taken to be at fault; the last: {message}"
+            )
         _finish_failed(store, lease, message)
         emit({**finished, "status": "failed"})
         return None
@@ -310,27 +327,57 @@ def execute_run(
     return result
 
 
+def _record_fault(
+    store: Store,
+    run: RunRecord,
+    options: WorkerOptions,
+    finished: Event,
+    emit: Emit,
+    err: Exception,
+) -> None:
+    """Leave the run interrupted and raise :class:`EnvironmentFaultError`; or, at its
+    ``max_run_faults``-th fault, return so that the caller fails it (a run that faults on
+    every machine is at fault itself, and would otherwise stall the sweep)."""
+    if run.faults + 1 >= options.max_run_faults:
+        return
+    fault = EnvironmentFaultError(run.id, err)
+    store.interrupt(run.lease, fault=f"environment fault: {fault}")
+    emit({**finished, "status": "interrupted", "fault": str(fault)})
+    raise fault from err
+
+
 def _finish_failed(store: Store, lease: Lease, message: str) -> None:
     with contextlib.suppress(LostRunError):  # another worker's now: its outcome is its own
         store.finish(lease, "failed", error=message)
 
 
 class FaultLimit:
-    """Counts a worker's consecutive environment faults: past ``limit`` the worker stops
-    instead of failing the sweep's every run on a broken machine."""
+    """A worker's faults of its machine: the runs they stopped (which it leaves to other
+    workers) and how many came in a row; at ``limit`` the worker stops instead of draining
+    the sweep on a broken machine."""
 
     def __init__(self, limit: int) -> None:
         self.limit, self.count = limit, 0
+        self.faulted: set[int] = set()
+        self.last: EnvironmentFaultError | None = None
 
-    def succeeded(self) -> None:
+    def attempt(self, execute: Callable[[], object]) -> bool:
+        """Run ``execute``; False when a fault of the machine stopped it."""
+        try:
+            execute()
+        except EnvironmentFaultError as fault:
+            self.faulted.add(fault.run_id)
+            self.count += 1
+            self.last = fault
+            return False
         self.count = 0
+        return True
 
-    def failed(self, fault: EnvironmentFaultError) -> str | None:
-        """Why the worker stops now, or None."""
-        self.count += 1
+    @property
+    def stop_reason(self) -> str | None:
         if self.count < self.limit:
             return None
-        return f"stopped after {self.count} consecutive faults of this machine; the last: {fault}"
+        return f"stopped after {self.count} faults of its machine in a row; the last: {self.last}"
 
 
 def work(
@@ -340,23 +387,28 @@ def work(
     *,
     emit: Emit = lambda event: None,
     run_ids: Sequence[int] | None = None,
+    worker: str | None = None,
 ) -> None:
     """Claim and train runs of the sweep until none is left, or until this machine's faults
     stop the worker (an event ``stopped`` says why)."""
     if options.threads:
         torch.set_num_threads(options.threads)
-    worker = worker_name()
+    worker = worker or worker_name()
     faults = FaultLimit(options.max_faults)
     while (
-        run := store.claim(sweep_id, worker, stale_after=options.stale_after, run_ids=run_ids)
+        run := store.claim(
+            sweep_id,
+            worker,
+            stale_after=options.stale_after,
+            run_ids=run_ids,
+            exclude=faults.faulted,
+        )
     ) is not None:
         emit({"event": "claim", "worker": worker, "run_id": run.id, "label": run.label})
-        try:
-            execute_run(store, run, options, emit=emit, data_cache=DATA_CACHE)
-        except EnvironmentFaultError as fault:
-            if (reason := faults.failed(fault)) is not None:
-                emit({"event": "stopped", "worker": worker, "reason": reason})
-                return
-            continue
-        faults.succeeded()
+        faults.attempt(
+            functools.partial(execute_run, store, run, options, emit=emit, data_cache=DATA_CACHE)
+        )
+        if (reason := faults.stop_reason) is not None:
+            emit({"event": "stopped", "worker": worker, "reason": reason, "cause": "faults"})
+            return
     emit({"event": "idle", "worker": worker})

@@ -12,6 +12,7 @@ from .definitions import (
     Rounding,
     parse_format,
 )
+from .noise import NoiseStream
 from .quantize import quantize
 
 __all__ = [
@@ -23,6 +24,7 @@ __all__ = [
     "FormatError",
     "HBFPFormat",
     "MXFormat",
+    "NoiseStream",
     "Rounding",
     "parse_format",
     "quantize",

@@ -5,6 +5,7 @@ gives the same bits as eager execution: exponents of block maxima come from thei
 bits (no ``frexp``, which compiles to a scalar loop), scales are exact powers of two built
 from float bits, and nearest rounding is ``torch.round`` (half to even) after the clamp.
 Format parameters arrive as Python ints so that the compiler specialises on them.
+Stochastic rounding takes a ``key`` (see ``noise.py``) and makes its noise in the same pass.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .definitions import ElementSpec
+from .noise import uniform_noise
 
 _INF = float("inf")
 _MIN_NORMAL = 2.0**-126
@@ -92,7 +94,7 @@ def _finite_abs(x: Tensor) -> tuple[Tensor, Tensor]:
 
 def hbfp(
     x: Tensor,
-    noise: Tensor | None,
+    key: Tensor | None,
     *,
     mantissa_bits: int,
     block_size: int,
@@ -119,7 +121,7 @@ def hbfp(
         sub_block_size=sub_block_size,
         micro_range=micro_range,
     )
-    return hbfp_apply(x, noise, scale, mantissa_bits=mantissa_bits, block_size=block_size)
+    return hbfp_apply(x, key, scale, mantissa_bits=mantissa_bits, block_size=block_size)
 
 
 def hbfp_scale(
@@ -149,13 +151,12 @@ def hbfp_scale(
 
 
 def hbfp_apply(
-    x: Tensor, noise: Tensor | None, scale: Tensor, *, mantissa_bits: int, block_size: int
+    x: Tensor, key: Tensor | None, scale: Tensor, *, mantissa_bits: int, block_size: int
 ) -> Tensor:
     """The second half of ``hbfp``: round every element on its block's ``scale``."""
     blocks = to_blocks(x, block_size)
     limit = float((1 << (mantissa_bits - 1)) - 1)
-    if noise is not None:
-        noise = to_blocks(noise, block_size)
+    noise = None if key is None else to_blocks(uniform_noise(x.shape, key), block_size)
     q = round_integer(blocks / scale, -limit, limit, noise) * scale
     return from_blocks(torch.where(blocks.abs() < _INF, q, blocks), x)
 
@@ -185,15 +186,16 @@ def element(v: Tensor, noise: Tensor | None, spec: ElementSpec, saturate: bool) 
     return torch.where(q.abs() > spec.max_normal, q * _INF, q)
 
 
-def minifloat(x: Tensor, noise: Tensor | None, *, spec: ElementSpec) -> Tensor:
+def minifloat(x: Tensor, key: Tensor | None, *, spec: ElementSpec) -> Tensor:
     """Element-wise narrow float cast; NaN stays NaN, Inf stays Inf (NaN without Inf)."""
     _, finite = _finite_abs(x)
+    noise = None if key is None else uniform_noise(x.shape, key)
     q = element(torch.where(finite, x, 0.0), noise, spec, saturate=not spec.has_inf)
     passthrough = x if spec.has_inf else x - x  # Inf - Inf is NaN
     return torch.where(finite, q, passthrough)
 
 
-def mx(x: Tensor, noise: Tensor | None, *, spec: ElementSpec, block_size: int) -> Tensor:
+def mx(x: Tensor, key: Tensor | None, *, spec: ElementSpec, block_size: int) -> Tensor:
     """OCP MX v1.0 along dim 1 of [outer, L, inner] (or pre-blocked 4-D, as for ``hbfp``):
     an E8M0 scale per block, elements cast with saturation.
 
@@ -204,7 +206,6 @@ def mx(x: Tensor, noise: Tensor | None, *, spec: ElementSpec, block_size: int) -
     all_finite = finite.all(2, keepdim=True)
     shared = (floor_log2(magnitude.amax(2, keepdim=True)) - spec.emax).clamp(-127, 127)
     scale = pow2(shared)
-    if noise is not None:
-        noise = to_blocks(noise, block_size)
+    noise = None if key is None else to_blocks(uniform_noise(x.shape, key), block_size)
     q = element(torch.where(finite, blocks, 0.0) / scale, noise, spec, saturate=True) * scale
     return from_blocks(torch.where(all_finite, q, float("nan")), x)

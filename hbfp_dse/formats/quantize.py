@@ -22,6 +22,7 @@ from .definitions import (
     MXFormat,
     parse_format,
 )
+from .noise import NoiseStream
 
 Backend = Literal["auto", "eager", "compiled"]
 Kernel = Callable[[Tensor, Tensor | None], Tensor]
@@ -40,7 +41,7 @@ def quantize(
     fmt: Format | str,
     dim: int = -1,
     rounding: str = "nearest",
-    generator: torch.Generator | None = None,
+    noise: NoiseStream | None = None,
     *,
     backend: Backend = "auto",
 ) -> Tensor:
@@ -48,7 +49,8 @@ def quantize(
 
     Block formats block along ``dim``; a short last block is not padded into its
     neighbours. ``rounding`` is ``"nearest"`` (half to even) or ``"stochastic"``, whose
-    uniform noise comes from ``generator`` (default: torch's global one). ``backend``
+    noise is the next call of ``noise`` (default: a stream seeded from torch's global
+    generator), made inside the kernel (see ``noise.py``). ``backend``
     ``"auto"`` uses the compiled kernel for large tensors when compilation works.
     The result carries no autograd history: use ``hbfp_dse.emulation`` for training.
     """
@@ -59,11 +61,11 @@ def quantize(
     if fmt == FloatFormat("fp32") or x.numel() == 0:
         return x.clone()
     if x.dim() == 0:
-        return quantize(x.reshape(1), fmt, 0, rounding, generator, backend=backend).reshape(())
+        return quantize(x.reshape(1), fmt, 0, rounding, noise, backend=backend).reshape(())
     dim = _normalise_dim(dim, x.dim())
-    noise = None
+    key = None
     if rounding == "stochastic":
-        noise = torch.rand(x.shape, generator=generator, device=x.device, dtype=torch.float32)
+        key = (noise or NoiseStream.from_global_rng()).draw(x.device)
     elif isinstance(fmt, FloatFormat) and fmt.name in ("bf16", "fp16"):
         return x.to(torch.bfloat16 if fmt.name == "bf16" else torch.float16).float()
     # Kernels see a contiguous [outer, L, inner] view blocked along L: any dense layout
@@ -74,22 +76,20 @@ def quantize(
     dim = order.index(dim)
     shape = x.shape
     x3 = x.reshape(_blocked_view(fmt, shape[:dim].numel(), shape[dim], shape[dim + 1 :].numel()))
-    if noise is not None:
-        noise = noise.permute(order).reshape(x3.shape)
     with torch.no_grad():
-        out = _run(fmt, backend, x3, noise)
+        out = _run(fmt, backend, x3, key)
     return out.reshape(shape).permute(_inverse(order))
 
 
-def _run(fmt: Format, backend: Backend, x: Tensor, noise: Tensor | None) -> Tensor:
+def _run(fmt: Format, backend: Backend, x: Tensor, key: Tensor | None) -> Tensor:
     if _use_compiled(backend, x):
         try:
-            return _compiled(fmt)(x, noise)
+            return _compiled(fmt)(x, key)
         except Exception as err:  # no C++ compiler, unsupported device, ...
             _disable_compile(err)
             if backend == "compiled":
                 raise
-    return _kernel(fmt)(x, noise)
+    return _kernel(fmt)(x, key)
 
 
 def _blocked_view(fmt: Format, outer: int, length: int, inner: int) -> tuple[int, ...]:
@@ -187,8 +187,8 @@ def _compiled(fmt: Format) -> Kernel:
         f"quantize_{fmt.name}_apply",
     )
 
-    def hbfp(x: Tensor, noise: Tensor | None) -> Tensor:
-        return apply(x, noise, scale(x))
+    def hbfp(x: Tensor, key: Tensor | None) -> Tensor:
+        return apply(x, key, scale(x))
 
     return hbfp
 

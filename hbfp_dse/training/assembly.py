@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
 from torch import nn
 
 from ..emulation import LayerInfo, convert, layer_infos
 from ..errors import UserError
+from ..formats import NoiseStream
 from .config import TrainConfig
 from .data import DATASET_INFO, DATASET_NAMES, DatasetInfo
 from .models import build_model
@@ -41,15 +41,15 @@ def dataset_info(name: str) -> DatasetInfo:
 
 
 def model_for(
-    config: TrainConfig, *, generator: torch.Generator | None = None, attention: bool = False
+    config: TrainConfig, *, noise: NoiseStream | None = None, attention: bool = False
 ) -> BuiltModel:
     """The model of ``config`` on the CPU, initialised from torch's global RNG.
 
-    ``generator`` drives the layers' stochastic rounding; ``attention`` also converts every
+    ``noise`` drives the layers' stochastic rounding; ``attention`` also converts every
     ``nn.MultiheadAttention`` into one quantized layer (training passes
     ``config.quantize_attention``).
     """
     info = dataset_info(config.dataset)
     model = build_model(config.model, info.num_classes, info.in_channels, info.image_size)
-    convert(model, generator=generator, attention=attention)
+    convert(model, noise=noise, attention=attention)
     return BuiltModel(model, info, layer_infos(model))

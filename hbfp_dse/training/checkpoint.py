@@ -1,7 +1,8 @@
 """What a checkpoint saves and restores: the training state and every RNG a run draws from.
 
 The file is a ``torch.save`` of ``{"model", "optimizer", "scheduler", "history", "rng"}``,
-``rng`` holding ``{"torch", "cuda", "numpy", "python", "quant"}``, and ``owner`` (the
+``rng`` holding ``{"torch", "cuda", "numpy", "python", "quant"}`` (``quant``: the
+stochastic-rounding noise stream's [seed, calls]), and ``owner`` (the
 ``CheckpointOwner`` as a dict) when the run it belongs to is known. Runs resume across upgrades,
 so this layout must not change: files without ``owner`` were written before it and still load.
 
@@ -25,6 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..formats import NoiseStream
 from .results import EpochRecord
 
 _LAYOUT = frozenset({"model", "optimizer", "scheduler", "history", "rng"})
@@ -60,7 +62,7 @@ class Checkpointed(Protocol):
     model: nn.Module
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LambdaLR
-    quant_generator: torch.Generator
+    quant_noise: NoiseStream
     history: list[EpochRecord]
 
 
@@ -86,7 +88,7 @@ def save_checkpoint(state: Checkpointed, path: Path, owner: CheckpointOwner | No
             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
             "numpy": _numpy_state(),
             "python": _python_state(),
-            "quant": state.quant_generator.get_state(),
+            "quant": state.quant_noise.state(),
         },
     }
     if owner is not None:
@@ -174,7 +176,21 @@ def _restore(state: Checkpointed, saved: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all([s.cpu() for s in rng["cuda"]])
     _set_numpy_state(rng["numpy"])
     _set_python_state(rng["python"])
-    state.quant_generator.set_state(rng["quant"].cpu())
+    _set_quant_state(state.quant_noise, rng["quant"])
+
+
+def _set_quant_state(noise: NoiseStream, saved: torch.Tensor) -> None:
+    if saved.dtype == torch.int64 and saved.shape == (2,):
+        noise.set_state(saved)
+        return
+    # Before counter-based noise, stochastic rounding drew from a torch.Generator, whose
+    # stream the counter cannot continue: the run goes on with its own fresh stream.
+    warnings.warn(
+        "this checkpoint's stochastic-rounding noise came from a torch.Generator; the "
+        "resumed run continues with the counter-based stream from its start",
+        CheckpointWarning,
+        stacklevel=4,
+    )
 
 
 # weights_only loading accepts tensors and plain containers, so RNG states travel as those.

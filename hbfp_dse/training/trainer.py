@@ -15,12 +15,12 @@ from torch import nn
 
 from ..emulation import LayerInfo, Quantization, apply_formats, round_master_weights
 from ..errors import UserError
-from ..formats import Format
+from ..formats import Format, NoiseStream
 from .assembly import model_for
 from .checkpoint import CheckpointOwner, load_checkpoint, save_checkpoint, seed_everything
 from .config import TrainConfig
 from .data import DatasetPair, TensorBatches, load_dataset
-from .devices import resolve_device, use_exact_float32
+from .devices import exact_float32, resolve_device
 from .optim import build_lr_scheduler, build_optimizer
 from .results import EpochRecord, RunResult, TrainStatus, format_names
 
@@ -57,7 +57,7 @@ class TrainingState:
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LambdaLR
     train_batches: TensorBatches
-    quant_generator: torch.Generator
+    quant_noise: NoiseStream
     layers: list[LayerInfo]
     schedule: list[dict[str, Format]]  # the resolved formats, one dict per epoch
     quantization: Quantization
@@ -78,7 +78,6 @@ def load_config_data(config: TrainConfig) -> DatasetPair:
 
 def _initial_state(config: TrainConfig, data: DatasetPair | None) -> TrainingState:
     device = resolve_device(config.device)
-    use_exact_float32()
     seed_everything(config.seed)
     if data is None:
         data = load_config_data(config)
@@ -87,8 +86,8 @@ def _initial_state(config: TrainConfig, data: DatasetPair | None) -> TrainingSta
             f"the data given is {data.info.name!r} but the configuration trains on "
             f"{config.dataset!r}"
         )
-    quant_generator = torch.Generator(device=device).manual_seed(config.seed + 1)
-    built = model_for(config, generator=quant_generator, attention=config.quantize_attention)
+    quant_noise = NoiseStream(config.seed + 1)
+    built = model_for(config, noise=quant_noise, attention=config.quantize_attention)
     model = built.model.to(device)
     if config.channels_last:
         model.to(memory_format=torch.channels_last)
@@ -106,7 +105,7 @@ def _initial_state(config: TrainConfig, data: DatasetPair | None) -> TrainingSta
         optimizer=optimizer,
         scheduler=scheduler,
         train_batches=train_batches,
-        quant_generator=quant_generator,
+        quant_noise=quant_noise,
         layers=built.layers,
         schedule=config.schedule.build().resolve(built.layers, config.epochs),
         quantization=config.quantization(),
@@ -123,29 +122,39 @@ def train(
 ) -> RunResult:
     """Train one configuration. With ``checkpoint``, state is saved after every epoch and
     a run that finds one there resumes from it; ``owner`` stamps the files with their run and
-    refuses another run's. A NaN/Inf loss ends the run as diverged."""
-    state = _initial_state(config, data)
-    if checkpoint is not None:
-        load_checkpoint(state, checkpoint, owner)
-    start = len(state.history)
-    for cb in callbacks:
-        _call(cb, "on_start", config.epochs, len(state.train_batches), tuple(state.history))
-    deterministic = torch.are_deterministic_algorithms_enabled()
-    torch.use_deterministic_algorithms(config.deterministic or deterministic, warn_only=True)
-    try:
-        for epoch in range(start, config.epochs):
-            record = _train_epoch(state, epoch, callbacks)
-            if record is None:
-                return _result(state, "diverged", f"loss became NaN/Inf in epoch {epoch}")
-            state.history.append(record)
-            for cb in callbacks:
-                _call(cb, "before_checkpoint", record)
-            if checkpoint is not None:
-                save_checkpoint(state, checkpoint, owner)
-            if any(_call(cb, "on_epoch_end", record) for cb in callbacks):
-                return _result(state, "stopped", f"stopped by a callback after epoch {epoch}")
-    finally:
-        torch.use_deterministic_algorithms(deterministic)
+    refuses another run's. A NaN/Inf loss ends the run as diverged. Float32 stays float32
+    throughout (no TF32), and the process's settings are as they were afterwards."""
+    with exact_float32():
+        state = _initial_state(config, data)
+        if checkpoint is not None:
+            load_checkpoint(state, checkpoint, owner)
+        for cb in callbacks:
+            _call(cb, "on_start", config.epochs, len(state.train_batches), tuple(state.history))
+        deterministic = torch.are_deterministic_algorithms_enabled()
+        torch.use_deterministic_algorithms(config.deterministic or deterministic, warn_only=True)
+        try:
+            return _train_epochs(state, callbacks, checkpoint, owner)
+        finally:
+            torch.use_deterministic_algorithms(deterministic)
+
+
+def _train_epochs(
+    state: TrainingState,
+    callbacks: Sequence[Callback],
+    checkpoint: Path | None,
+    owner: CheckpointOwner | None,
+) -> RunResult:
+    for epoch in range(len(state.history), state.config.epochs):
+        record = _train_epoch(state, epoch, callbacks)
+        if record is None:
+            return _result(state, "diverged", f"loss became NaN/Inf in epoch {epoch}")
+        state.history.append(record)
+        for cb in callbacks:
+            _call(cb, "before_checkpoint", record)
+        if checkpoint is not None:
+            save_checkpoint(state, checkpoint, owner)
+        if any(_call(cb, "on_epoch_end", record) for cb in callbacks):
+            return _result(state, "stopped", f"stopped by a callback after epoch {epoch}")
     return _result(state, "done")
 
 

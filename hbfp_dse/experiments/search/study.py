@@ -167,7 +167,9 @@ def run_search(
     stop = _StopAfter(total, space_size(choices))
     if evaluated_trials(study) < stop.limit:
         study.optimize(
-            objective, timeout=space.timeout_s if timeout is None else timeout, callbacks=[stop]
+            objective,
+            timeout=space.timeout_s if timeout is None else timeout,
+            callbacks=[stop],
         )
     return best_feasible_trial(study)
 

@@ -4,6 +4,7 @@ already stored configuration reuses its result instead of training again."""
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -15,10 +16,10 @@ from optuna.trial import FrozenTrial
 from ...errors import UserError
 from ...training.assembly import model_for
 from ...training.config import TrainConfig
-from ..processes import spawn_workers, split_threads
+from ..processes import reporting_outage, spawn_workers, split_threads
 from ..provenance import provenance
 from ..registration import check_data, new_run
-from ..runner import DATA_CACHE, Emit, EnvironmentFaultError, FaultLimit, WorkerOptions, execute_run
+from ..runner import DATA_CACHE, Emit, FaultLimit, WorkerOptions, execute_run
 from ..store import FINISHED_STATUSES, RunRecord, Store, worker_name
 from ..sweepfile import PlannedRun, SweepSpec
 from .points import layer_groups
@@ -123,11 +124,16 @@ class _StoreObjective:
     """Train (or look up) the trial's configuration as a run of the search's sweep."""
 
     def __init__(
-        self, store: Store, sweep_id: int, job: SearchJob, options: WorkerOptions, emit: Emit
+        self,
+        store: Store,
+        sweep_id: int,
+        job: SearchJob,
+        options: WorkerOptions,
+        emit: Emit,
+        worker: str,
     ) -> None:
         self.store, self.sweep_id, self.job = store, sweep_id, job
-        self.options, self.emit = options, emit
-        self.worker = worker_name()
+        self.options, self.emit, self.worker = options, emit, worker
         self.faults = FaultLimit(options.max_faults)
 
     def __call__(self, trial: optuna.Trial, config: TrainConfig) -> tuple[float, float]:
@@ -156,8 +162,9 @@ class _StoreObjective:
                 continue
             trained = True
             pruner = make_pruner(trial, self.job.space, TrainConfig.model_validate(claimed.config))
-            try:
-                execute_run(
+            trained_here = self.faults.attempt(
+                functools.partial(
+                    execute_run,
                     self.store,
                     claimed,
                     self.options,
@@ -165,13 +172,16 @@ class _StoreObjective:
                     callbacks=[pruner] if pruner is not None else (),
                     data_cache=DATA_CACHE,
                 )
-            except EnvironmentFaultError as fault:
-                if (reason := self.faults.failed(fault)) is not None:
-                    self.emit({"event": "stopped", "worker": self.worker, "reason": reason})
-                    trial.study.stop()  # after this trial, which is left unanswered
-                    return self.store.run(run_id)
-                continue
-            self.faults.succeeded()
+            )
+            if not trained_here:
+                if (reason := self.faults.stop_reason) is not None:
+                    stopped = {"event": "stopped", "worker": self.worker, "reason": reason}
+                    self.emit({**stopped, "cause": "faults"})
+                    trial.study.stop()
+                # Unanswered, not infeasible: pruned trials count toward no budget, and their
+                # points are sampled again.
+                trial.set_user_attr("unanswered", str(self.faults.last))
+                raise optuna.TrialPruned(f"not trained here: {self.faults.last}")
 
     def _emit_reused(self, run: RunRecord) -> None:
         self.emit(
@@ -202,10 +212,15 @@ def prepare(store: Store, job: SearchJob) -> int:
 
 
 def search_worker(
-    store: Store, sweep_id: int, job: SearchJob, options: WorkerOptions, emit: Emit
+    store: Store,
+    sweep_id: int,
+    job: SearchJob,
+    options: WorkerOptions,
+    emit: Emit,
+    worker: str | None = None,
 ) -> None:
     study = create_study(store.url, job.study_name, job.space, job.target)
-    objective = _StoreObjective(store, sweep_id, job, options, emit)
+    objective = _StoreObjective(store, sweep_id, job, options, emit, worker or worker_name())
     run_search(study, job.space, job.spec.base, objective, job.trials, job.timeout)
 
 
@@ -214,8 +229,10 @@ def _search_process(
 ) -> None:
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # the parent shows progress
     store = Store(url, create=False)
+    worker = worker_name()
     try:
-        search_worker(store, sweep_id, job, options, events.put)
+        with reporting_outage(events.put, worker):
+            search_worker(store, sweep_id, job, options, events.put, worker)
     finally:
         store.close()
 

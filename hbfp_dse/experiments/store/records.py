@@ -108,6 +108,7 @@ class RunRecord:
     device: str | None
     worker: str | None
     attempts: int
+    faults: int  # attempts a fault of their machine stopped
     resumed_from_epoch: int | None
     heartbeat_at: datetime | None
     created_at: datetime

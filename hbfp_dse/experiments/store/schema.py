@@ -74,6 +74,7 @@ class RunRow(Base):
     device: Mapped[str | None] = mapped_column(String(32))
     worker: Mapped[str | None] = mapped_column(String(300))
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    faults: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # see runner.py
     resumed_from_epoch: Mapped[int | None] = mapped_column(Integer)
     heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
@@ -89,9 +90,6 @@ class RunRow(Base):
     sweep: Mapped[SweepRow] = relationship(back_populates="runs")
     epochs: Mapped[list[EpochRow]] = relationship(
         back_populates="run", cascade="all, delete-orphan", order_by="EpochRow.epoch"
-    )
-    attempt_log: Mapped[list[AttemptRow]] = relationship(
-        cascade="all, delete-orphan", order_by="AttemptRow.attempt"
     )
 
 

@@ -7,13 +7,14 @@ is older than ``stale_after`` seconds (by the database server's clock), or whose
 on this machine is provably gone, is reclaimed by the next worker. A claim is a ``Lease``
 (worker and attempt): every later write of the run is conditional on it, so a worker whose run
 was taken over writes nothing more. A worker's calls ride out a database outage (``retry.py``).
+Only heartbeats keep the server's time; started and finished times are the workers' own.
 """
 
 from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, fields
 from datetime import datetime, timedelta
@@ -35,7 +36,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, Engine, make_url
-from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 from sqlalchemy.orm import Session, aliased, joinedload, selectinload
 
 from ...errors import UserError
@@ -215,7 +216,7 @@ class Store:
                 connection.execute(
                     update(RunRow)
                     .where(RunRow.sweep_id == sweep_id, RunRow.status == "failed")
-                    .values(status="pending", error=None)
+                    .values(status="pending", error=None, faults=0)
                 )
             ids = self._run_ids(connection, sweep_id, runs)
         return sweep_id, ids
@@ -238,12 +239,15 @@ class Store:
     @staticmethod
     def _run_ids(connection: Connection, sweep_id: int, runs: Sequence[NewRun]) -> list[int]:
         hashes = [run.run_hash for run in runs]
-        ids: dict[str, int] = {}
-        for chunk in chunks(hashes):
-            query = select(RunRow.run_hash, RunRow.id).where(
-                RunRow.sweep_id == sweep_id, RunRow.run_hash.in_(chunk)
-            )
-            ids.update((run_hash, run_id) for run_hash, run_id in connection.execute(query))
+        query = select(RunRow.run_hash, RunRow.id).where(RunRow.sweep_id == sweep_id)
+        if len(hashes) > CHUNK:
+            # All of the sweep in one scan: the rows were just inserted, in this transaction,
+            # so the planner knows nothing of them, and chunked IN lists scanned the table
+            # once per chunk (2 s each at 70,000 runs on PostgreSQL).
+            ids = {run_hash: run_id for run_hash, run_id in connection.execute(query)}
+        else:
+            found = connection.execute(query.where(RunRow.run_hash.in_(hashes)))
+            ids = {run_hash: run_id for run_hash, run_id in found}
         return [ids[h] for h in hashes]
 
     @retried
@@ -286,9 +290,11 @@ class Store:
         *,
         stale_after: float = 120.0,
         run_ids: Sequence[int] | None = None,
+        exclude: Collection[int] = (),
     ) -> RunRecord | None:
         """Atomically take the next pending, interrupted or abandoned run (without its
-        epochs), or None. Its ``lease`` is what every later write of it must show."""
+        epochs) other than those of ``exclude``, or None. Its ``lease`` is what every later
+        write of it must show."""
         self._release_abandoned(sweep_id, worker)
         candidate = aliased(RunRow)
         claimable = (candidate.sweep_id == sweep_id) & (
@@ -300,6 +306,8 @@ class Store:
         )
         if run_ids is not None:
             claimable &= candidate.id.in_(list(run_ids))
+        if exclude:
+            claimable &= candidate.id.not_in(list(exclude))
         first = select(candidate.id).where(claimable).order_by(candidate.id).limit(1)
         claimed = {
             "status": "running",
@@ -345,7 +353,7 @@ class Store:
             held = connection.execute(query).all()
         for run_id, holder, attempt in held:
             if holder == worker or known_dead(holder):
-                self.interrupt(Lease(run_id, holder, attempt))
+                self._interrupt(Lease(run_id, holder, attempt))
 
     @staticmethod
     def _held(lease: Lease, statuses: Sequence[str] = ("running",)) -> ColumnElement[bool]:
@@ -369,14 +377,6 @@ class Store:
         """Refresh the claim; :class:`LostRunError` when the run is no longer the lease's."""
         with self.engine.begin() as connection:
             self._hold(connection, lease)
-
-    def heartbeat(self, lease: Lease) -> bool:
-        """Refresh the claim; False when the run is no longer the lease's."""
-        try:
-            self.hold(lease)
-        except LostRunError:
-            return False
-        return True
 
     @retried
     def start_attempt(
@@ -446,15 +446,25 @@ class Store:
             if not connection.execute(update(RunRow).where(held).values(**outcome)).rowcount:
                 raise _lost(connection, lease)
 
-    @retried
-    def interrupt(self, lease: Lease, error: str | None = None) -> bool:
-        """Mark the run interrupted (it is claimed again) if the lease still holds it;
-        ``error`` says why, where that was a fault of the environment."""
+    def _interrupt(self, lease: Lease, fault: str | None = None) -> bool:
+        """Mark the run interrupted (it is claimed again) if the lease still holds it; a
+        ``fault`` of the machine is kept as its error and counted."""
+        values: dict[str, Any] = {"status": "interrupted", "error": fault}
+        if fault is not None:
+            values["faults"] = RunRow.faults + 1
         with self.engine.begin() as connection:
-            marked = update(RunRow).where(self._held(lease))
-            return bool(
-                connection.execute(marked.values(status="interrupted", error=error)).rowcount
-            )
+            marked = update(RunRow).where(self._held(lease)).values(**values)
+            return bool(connection.execute(marked).rowcount)
+
+    interrupt = retried(_interrupt)
+
+    def interrupt_now(self, lease: Lease) -> bool:
+        """One try, for a worker stopping at Ctrl-C, which must not wait out an outage: a run
+        it cannot mark is taken over once its heartbeat is stale."""
+        try:
+            return self._interrupt(lease)
+        except DBAPIError:
+            return False
 
     def attempts(self, run_ids: Sequence[int]) -> dict[int, list[AttemptRecord]]:
         """The attempts of the given runs, in order, by run id."""

@@ -1,5 +1,6 @@
 """hbfp_attempts: every attempt at a run with its environment (host, versions, device, CPU
-threads, TF32 and determinism), since results depend on them.
+threads, TF32 and determinism), since results depend on them; hbfp_runs.faults: how many
+attempts a fault of their machine stopped.
 
 Revision ID: 0003
 Revises: 0002
@@ -41,6 +42,11 @@ def upgrade() -> None:
         sa.Column("deterministic", sa.Boolean(), nullable=False),
     )
 
+    op.add_column(
+        "hbfp_runs", sa.Column("faults", sa.Integer(), nullable=False, server_default="0")
+    )
+
 
 def downgrade() -> None:
+    op.drop_column("hbfp_runs", "faults")  # SQLite 3.35 drops columns in place
     op.drop_table("hbfp_attempts")
