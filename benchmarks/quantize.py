@@ -16,7 +16,7 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from hbfp_dse.formats import quantize
+from hbfp_dse.formats import NoiseStream, quantize
 
 FAMILIES = (
     "hbfp4_b64",
@@ -46,10 +46,10 @@ def _timer(device: torch.device) -> Callable[[Callable[[], object]], float]:
 
 def measure(x: torch.Tensor, name: str, rounding: str, repeats: int) -> dict[str, object]:
     timed = _timer(x.device)
-    generator = torch.Generator(device=x.device).manual_seed(0)
+    noise = NoiseStream(0)
 
     def quantized() -> object:
-        return quantize(x, name, rounding=rounding, generator=generator)
+        return quantize(x, name, rounding=rounding, noise=noise)
 
     def floor() -> object:
         return x * 2.0

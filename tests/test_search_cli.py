@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import errno
 import json
-import os
 import uuid
 from pathlib import Path
 
@@ -128,12 +127,8 @@ def test_search_rejects_targets_outside_the_range(tmp_path: Path, target: str) -
 
 
 @pytest.mark.slow
-def test_two_processes_share_one_study_on_postgresql(tmp_path: Path) -> None:
-    url = os.environ.get("HBFP_DSE_TEST_PG_URL")
-    if not url:
-        if os.environ.get("CI"):
-            pytest.fail("CI must run the PostgreSQL tests: HBFP_DSE_TEST_PG_URL is unset")
-        pytest.skip("HBFP_DSE_TEST_PG_URL is unset")
+def test_two_processes_share_one_study_on_postgresql(tmp_path: Path, pg_url: str) -> None:
+    url = pg_url
     name = f"pg-{uuid.uuid4().hex[:8]}"
     code, out = _invoke(
         "search",

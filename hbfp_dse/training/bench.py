@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..emulation import apply_formats
+from ..formats import NoiseStream
 from .assembly import model_for
 from .config import TrainConfig
 from .devices import resolve_device
@@ -22,6 +23,8 @@ from .optim import OptimizerConfig, build_optimizer
 class StepBenchmark:
     model: str
     format: str
+    forward_rounding: str
+    backward_rounding: str
     blocking: str
     batch_size: int
     steps: int
@@ -49,6 +52,8 @@ def benchmark_steps(
     steps: int = 10,
     warmup: int = 3,
     blocking: str = "reduction",
+    forward_rounding: str = "nearest",
+    backward_rounding: str = "nearest",
     device: str = "auto",
     dataset: str | None = None,
     channels_last: bool = True,
@@ -67,12 +72,14 @@ def benchmark_steps(
             "dataset": dataset or default_dataset(model),
             "schedule": fmt,
             "blocking": blocking,
+            "forward_rounding": forward_rounding,
+            "backward_rounding": backward_rounding,
             "seed": seed,
         }
     )
     torch.manual_seed(config.seed)
     # The emulated model is set up as the trainer sets it up; the plain one copies its weights.
-    built = model_for(config)
+    built = model_for(config, noise=NoiseStream(config.seed + 1))
     [formats] = config.schedule.build().resolve(built.layers, 1)
     apply_formats(built.model, formats, config.quantization())
     info = built.info
@@ -107,6 +114,8 @@ def benchmark_steps(
     return StepBenchmark(
         model=model,
         format=fmt,
+        forward_rounding=forward_rounding,
+        backward_rounding=backward_rounding,
         blocking=blocking,
         batch_size=batch_size,
         steps=steps,

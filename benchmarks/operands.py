@@ -1,0 +1,200 @@
+"""Quantizer speed on the operands of a real training step, as a multiple of ``x * 2.0`` on
+the same tensors (the memory-bound floor), for every format family and both roundings.
+
+One emulated ResNet-20 step (batch 128, CIFAR shapes) is run once to record every operand the
+layers quantize: 4-D activations and gradients blocked along channels (forward, data gradient)
+and along the batch (weight gradient), weights, the FC layer, in the model's memory layout.
+Each distinct operand is then timed alternately with ``x * 2.0`` in this process, and the
+step's totals are summed with the counts of each. A flat vector is timed too.
+
+    python benchmarks/operands.py [--contiguous] [--repeats 7] [--formats hbfp4_b64 ...] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from rich.console import Console
+from rich.table import Table
+
+import hbfp_dse.emulation.layers as layers
+from hbfp_dse.emulation import apply_formats
+from hbfp_dse.formats import NoiseStream, quantize
+from hbfp_dse.training.assembly import model_for
+from hbfp_dse.training.config import TrainConfig
+
+FAMILIES = (
+    "hbfp4_b64",
+    "hbfp8_b64",
+    "hbfp4_b576",
+    "hbfp4_b64_s16",
+    "mxfp4_e2m1",
+    "mxfp6_e2m3",
+    "mxint8",
+    "fp8_e4m3",
+    "bf16",
+)
+
+
+@dataclass
+class Operand:
+    tensor: torch.Tensor
+    dim: int
+    count: int
+
+    @property
+    def label(self) -> str:
+        layout = (
+            "cl"
+            if self.tensor.dim() == 4
+            and self.tensor.is_contiguous(memory_format=torch.channels_last)
+            and not self.tensor.is_contiguous()
+            else "c"
+        )
+        return f"{list(self.tensor.shape)} dim {self.dim} {layout}"
+
+
+def record_operands(channels_last: bool, batch: int) -> list[Operand]:
+    """Every tensor one emulated training step quantizes, once per shape, stride and dim."""
+    config = TrainConfig.model_validate(
+        {"model": "resnet20", "dataset": "cifar10", "schedule": "hbfp4_b64", "seed": 0}
+    )
+    built = model_for(config, noise=NoiseStream(1))
+    [formats] = config.schedule.build().resolve(built.layers, 1)
+    apply_formats(built.model, formats, config.quantization())
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    model = built.model.to(memory_format=memory_format)
+    images = torch.randn(batch, *built.input_shape).contiguous(memory_format=memory_format)
+    labels = torch.randint(0, 10, (batch,))
+    seen: dict[tuple[object, ...], Operand] = {}
+    real = layers.quantize
+
+    def recording(t: torch.Tensor, fmt: object, dim: int, *args: object) -> torch.Tensor:
+        key = (tuple(t.shape), t.stride(), dim % t.dim())
+        if key in seen:
+            seen[key].count += 1
+        else:
+            seen[key] = Operand(t.detach().clone(memory_format=torch.preserve_format), dim, 1)
+        return real(t, fmt, dim, *args)  # type: ignore[arg-type]
+
+    layers.quantize = recording  # type: ignore[assignment]
+    try:
+        F.cross_entropy(model(images), labels).backward()
+    finally:
+        layers.quantize = real
+    return list(seen.values())
+
+
+def timer(device: torch.device) -> Callable[[Callable[[], object]], float]:
+    def run(fn: Callable[[], object]) -> float:
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        start = time.perf_counter()
+        fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        return time.perf_counter() - start
+
+    return run
+
+
+def measure(operand: Operand, fmt: str, rounding: str, repeats: int) -> tuple[float, float]:
+    """Median seconds of the quantization and of ``x * 2.0`` on the operand."""
+    x, timed = operand.tensor, timer(operand.tensor.device)
+    noise = NoiseStream(0)
+
+    def quantized() -> object:
+        return quantize(x, fmt, operand.dim, rounding, noise)
+
+    def floor() -> object:
+        return x * 2.0
+
+    for _ in range(3):  # compile and warm the allocator
+        quantized()
+        floor()
+    q, f = [], []
+    for _ in range(repeats):
+        f.append(timed(floor))
+        q.append(timed(quantized))
+    return statistics.median(q), statistics.median(f)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--contiguous", action="store_true", help="contiguous, not channels-last")
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--formats", nargs="*", default=list(FAMILIES))
+    parser.add_argument("--roundings", nargs="*", default=["nearest", "stochastic"])
+    parser.add_argument("--flat", type=int, default=2 * 1024 * 1024, help="flat vector length")
+    parser.add_argument("--detail", action="store_true", help="a row per operand too")
+    parser.add_argument("--json", action="store_true", help="print a JSON list instead")
+    args = parser.parse_args()
+
+    operands = record_operands(not args.contiguous, args.batch_size)
+    flat = Operand(torch.randn(args.flat, generator=torch.Generator().manual_seed(0)), 0, 1)
+    rows = []
+    for fmt in args.formats:
+        for rounding in args.roundings:
+            per = [(op, *measure(op, fmt, rounding, args.repeats)) for op in operands]
+            total_q = sum(op.count * q for op, q, _ in per)
+            total_f = sum(op.count * f for op, _, f in per)
+            worst = max(per, key=lambda item: item[1] / item[2])
+            flat_q, flat_f = measure(flat, fmt, rounding, args.repeats)
+            rows.append(
+                {
+                    "format": fmt,
+                    "rounding": rounding,
+                    "step_quantize_ms": total_q * 1e3,
+                    "step_floor_ms": total_f * 1e3,
+                    "step_ratio": total_q / total_f,
+                    "worst_operand": worst[0].label,
+                    "worst_ratio": worst[1] / worst[2],
+                    "flat_ratio": flat_q / flat_f,
+                    "operands": [
+                        {"operand": op.label, "count": op.count, "ratio": q / f} for op, q, f in per
+                    ],
+                }
+            )
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return
+    layout = "contiguous" if args.contiguous else "channels-last"
+    calls = sum(op.count for op in operands)
+    table = Table(
+        title=f"quantizer vs x*2.0 on the {calls} operands of a ResNet-20 step ({len(operands)} "
+        f"distinct; batch {args.batch_size}, {layout}, {torch.get_num_threads()} threads)"
+    )
+    for column in ("format", "rounding", "step ms", "x*2 ms", "step ratio", "worst operand",
+                   "worst", f"flat {args.flat:,}"):  # fmt: skip
+        table.add_column(
+            column, justify="left" if column in ("format", "worst operand") else "right"
+        )
+    for r in rows:
+        table.add_row(
+            r["format"],
+            r["rounding"],
+            f"{r['step_quantize_ms']:.1f}",
+            f"{r['step_floor_ms']:.1f}",
+            f"{r['step_ratio']:.2f}x",
+            r["worst_operand"],
+            f"{r['worst_ratio']:.1f}x",
+            f"{r['flat_ratio']:.2f}x",
+        )
+    Console(width=max(Console().width, 150)).print(table)
+    if args.detail:
+        for r in rows:
+            for op in r["operands"]:
+                case = f"{r['format']:14} {r['rounding']:10} {op['operand']:40}"
+                print(f"{case} x{op['count']:<3} {op['ratio']:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
