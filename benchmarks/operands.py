@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -162,6 +163,14 @@ def main() -> None:
                         {"operand": op.label, "count": op.count, "ratio": q / f} for op, q, f in per
                     ],
                 }
+            )
+            done = rows[-1]  # as it goes: a run cut short keeps what it measured
+            print(
+                f"{fmt} {rounding}: step {done['step_ratio']:.2f}x, worst "
+                f"{done['worst_ratio']:.1f}x ({done['worst_operand']}), "
+                f"flat {done['flat_ratio']:.2f}x",
+                file=sys.stderr,
+                flush=True,
             )
     if args.json:
         print(json.dumps(rows, indent=2))
