@@ -14,34 +14,20 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from quantize import FAMILIES, against_floor  # benchmarks/quantize.py, beside this script
 from rich.console import Console
 from rich.table import Table
 
 import hbfp_dse.emulation.layers as layers
 from hbfp_dse.emulation import apply_formats
-from hbfp_dse.formats import NoiseStream, quantize
+from hbfp_dse.formats import NoiseStream
 from hbfp_dse.training.assembly import model_for
 from hbfp_dse.training.config import TrainConfig
-
-FAMILIES = (
-    "hbfp4_b64",
-    "hbfp8_b64",
-    "hbfp4_b576",
-    "hbfp4_b64_s16",
-    "mxfp4_e2m1",
-    "mxfp6_e2m3",
-    "mxint8",
-    "fp8_e4m3",
-    "bf16",
-)
 
 
 @dataclass
@@ -93,40 +79,6 @@ def record_operands(channels_last: bool, batch: int) -> list[Operand]:
     return list(seen.values())
 
 
-def timer(device: torch.device) -> Callable[[Callable[[], object]], float]:
-    def run(fn: Callable[[], object]) -> float:
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        start = time.perf_counter()
-        fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        return time.perf_counter() - start
-
-    return run
-
-
-def measure(operand: Operand, fmt: str, rounding: str, repeats: int) -> tuple[float, float]:
-    """Median seconds of the quantization and of ``x * 2.0`` on the operand."""
-    x, timed = operand.tensor, timer(operand.tensor.device)
-    noise = NoiseStream(0)
-
-    def quantized() -> object:
-        return quantize(x, fmt, operand.dim, rounding, noise)
-
-    def floor() -> object:
-        return x * 2.0
-
-    for _ in range(3):  # compile and warm the allocator
-        quantized()
-        floor()
-    q, f = [], []
-    for _ in range(repeats):
-        f.append(timed(floor))
-        q.append(timed(quantized))
-    return statistics.median(q), statistics.median(f)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--contiguous", action="store_true", help="contiguous, not channels-last")
@@ -144,11 +96,14 @@ def main() -> None:
     rows = []
     for fmt in args.formats:
         for rounding in args.roundings:
-            per = [(op, *measure(op, fmt, rounding, args.repeats)) for op in operands]
+            per = [
+                (op, *against_floor(op.tensor, fmt, rounding, args.repeats, op.dim))
+                for op in operands
+            ]
             total_q = sum(op.count * q for op, q, _ in per)
             total_f = sum(op.count * f for op, _, f in per)
             worst = max(per, key=lambda item: item[1] / item[2])
-            flat_q, flat_f = measure(flat, fmt, rounding, args.repeats)
+            flat_q, flat_f = against_floor(flat.tensor, fmt, rounding, args.repeats)
             rows.append(
                 {
                     "format": fmt,

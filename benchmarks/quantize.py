@@ -44,24 +44,32 @@ def _timer(device: torch.device) -> Callable[[Callable[[], object]], float]:
     return run
 
 
-def measure(x: torch.Tensor, name: str, rounding: str, repeats: int) -> dict[str, object]:
+def against_floor(
+    x: torch.Tensor, name: str, rounding: str, repeats: int, dim: int = -1
+) -> tuple[float, float]:
+    """Median seconds of quantizing ``x`` along ``dim`` and of ``x * 2.0``, timed alternately
+    after three untimed calls of each (compilation, the allocator)."""
     timed = _timer(x.device)
     noise = NoiseStream(0)
 
     def quantized() -> object:
-        return quantize(x, name, rounding=rounding, noise=noise)
+        return quantize(x, name, dim, rounding, noise)
 
     def floor() -> object:
         return x * 2.0
 
-    for _ in range(3):  # compile and warm the allocator
+    for _ in range(3):
         quantized()
         floor()
     floors, times = [], []
     for _ in range(repeats):
         floors.append(timed(floor))
         times.append(timed(quantized))
-    q, f = statistics.median(times), statistics.median(floors)
+    return statistics.median(times), statistics.median(floors)
+
+
+def measure(x: torch.Tensor, name: str, rounding: str, repeats: int) -> dict[str, object]:
+    q, f = against_floor(x, name, rounding, repeats)
     return {
         "device": x.device.type,
         "format": name,
