@@ -247,7 +247,7 @@ def test_retry_failed_makes_failed_runs_pending(store: Store, sweep_name: str) -
 def test_more_runs_than_a_statement_may_bind_register_in_chunks(
     store: Store, sweep_name: str
 ) -> None:
-    many = 70_000  # PostgreSQL binds at most 65,535 parameters per statement
+    many = 100_000  # PostgreSQL binds at most 65,535 parameters per statement
     sweep_id, ids = store.register(sweep_name, "", PROVENANCE, fake_runs(many, "m"))
     assert len(set(ids)) == many
     assert store.count_finished(sweep_id, ids) == 0

@@ -1,5 +1,6 @@
 """SIGTERM to ``hbfp-dse sweep --workers 2`` alone (a scheduler's stop) reaches its worker
-processes: each marks its run interrupted, the command exits 130, and rerunning it finishes."""
+processes: each marks its run interrupted, the command exits 130, and rerunning it finishes;
+on SQLite and on the PostgreSQL test server."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from console import hbfp_dse
 from sqlalchemy.exc import OperationalError
 
 from hbfp_dse.errors import UserError
-from hbfp_dse.experiments.store import RunRecord, Store
+from hbfp_dse.experiments.store import RunRecord, Store, sqlite_path
 from hbfp_dse.experiments.store.liveness import WorkerIdentity
 
 # Two runs, one per worker, of several epochs each (~2 s): both are caught in flight.
@@ -35,8 +36,8 @@ STARTUP_S = 240
 EXIT_S = 40
 
 
-def sweep_command(file: Path, db: Path) -> list[str]:
-    return [hbfp_dse(), "sweep", str(file), "--workers", "2", "--db", f"sqlite:///{db}"]
+def sweep_command(file: Path, url: str) -> list[str]:
+    return [hbfp_dse(), "sweep", str(file), "--workers", "2", "--db", url]
 
 
 def environment() -> dict[str, str]:
@@ -45,28 +46,29 @@ def environment() -> dict[str, str]:
     return env
 
 
-def stored_runs(db: Path) -> list[RunRecord]:
-    """The runs so far; none while the parent is still creating the database."""
-    if not db.exists():
+def stored_runs(url: str) -> list[RunRecord]:
+    """The sweep's runs so far; none while the parent is still creating the database."""
+    path = sqlite_path(url)
+    if path is not None and not path.exists():
         return []
     try:
-        store = Store(f"sqlite:///{db}", create=False)
+        store = Store(url, create=False)
     except UserError:
         return []
     try:
-        return store.runs(with_epochs=True)
-    except OperationalError:  # the tables are not there yet
+        return store.runs("signals", with_epochs=True)
+    except (OperationalError, UserError):  # the tables or the sweep are not there yet
         return []
     finally:
         store.close()
 
 
-def wait_until_both_workers_train(process: subprocess.Popen[bytes], db: Path, log: Path) -> None:
+def wait_until_both_workers_train(process: subprocess.Popen[bytes], url: str, log: Path) -> None:
     deadline = time.monotonic() + STARTUP_S
     while time.monotonic() < deadline:
         if process.poll() is not None:
             pytest.fail(f"hbfp-dse sweep exited with {process.returncode}:\n{log.read_text()}")
-        running = [run for run in stored_runs(db) if run.status == "running"]
+        running = [run for run in stored_runs(url) if run.status == "running"]
         if len(running) == 2 and all(run.epochs for run in running):
             return
         time.sleep(0.1)
@@ -90,13 +92,13 @@ def is_alive(pid: int) -> bool:
 
 @pytest.mark.slow
 def test_sigterm_to_the_parent_interrupts_every_worker_and_the_sweep_resumes(
-    tmp_path: Path,
+    tmp_path: Path, store_url: str
 ) -> None:
-    file, db, log = tmp_path / "signals.yaml", tmp_path / "results.db", tmp_path / "sweep.log"
+    file, log = tmp_path / "signals.yaml", tmp_path / "sweep.log"
     file.write_text(SWEEP)
     with log.open("wb") as out:
         process = subprocess.Popen(
-            sweep_command(file, db),
+            sweep_command(file, store_url),
             cwd=tmp_path,
             env=environment(),
             stdin=subprocess.DEVNULL,
@@ -105,8 +107,8 @@ def test_sigterm_to_the_parent_interrupts_every_worker_and_the_sweep_resumes(
             start_new_session=True,  # the signal reaches the parent only
         )
     try:
-        wait_until_both_workers_train(process, db, log)
-        training = stored_runs(db)
+        wait_until_both_workers_train(process, store_url, log)
+        training = stored_runs(store_url)
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=EXIT_S)
     finally:
@@ -122,12 +124,12 @@ def test_sigterm_to_the_parent_interrupts_every_worker_and_the_sweep_resumes(
     assert len(workers) == 2
     assert process.pid not in workers
     assert not [pid for pid in workers if is_alive(pid)], "no worker outlives the command"
-    after = stored_runs(db)
+    after = stored_runs(store_url)
     assert [(run.status, run.attempts) for run in after] == [("interrupted", 1)] * 2
     assert all(len(run.epochs) < 4 for run in after), "both runs were caught in flight"
 
     again = subprocess.run(
-        sweep_command(file, db),
+        sweep_command(file, store_url),
         cwd=tmp_path,
         env=environment(),
         stdin=subprocess.DEVNULL,
@@ -136,4 +138,4 @@ def test_sigterm_to_the_parent_interrupts_every_worker_and_the_sweep_resumes(
         timeout=STARTUP_S,
     )
     assert again.returncode == 0, again.stdout + again.stderr
-    assert [(run.status, run.attempts) for run in stored_runs(db)] == [("done", 2)] * 2
+    assert [(run.status, run.attempts) for run in stored_runs(store_url)] == [("done", 2)] * 2
