@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import random
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from hbfp_dse.emulation import Schedule
 from hbfp_dse.errors import UserError
 from hbfp_dse.formats import quantize
 from hbfp_dse.training.assembly import model_for
+from hbfp_dse.training.checkpoint import CheckpointWarning
 from hbfp_dse.training.config import TrainConfig
 from hbfp_dse.training.data import DatasetPair, load_dataset
 from hbfp_dse.training.models import build_model
@@ -225,6 +227,33 @@ def test_a_checkpoint_in_the_original_layout_resumes(tmp_path: Path, data: Datas
     resumed = train(cfg, checkpoint=path, callbacks=[recorder], data=data)
     assert recorder.starts == [(2, 3, 1)]
     assert [untimed(r) for r in resumed.epochs] == [untimed(r) for r in straight.epochs]
+
+
+@pytest.mark.parametrize("rounding", ["stochastic", "nearest"])
+def test_a_checkpoint_from_before_counter_based_noise_resumes(
+    tmp_path: Path, data: DatasetPair, rounding: str
+) -> None:
+    # Such checkpoints hold a torch.Generator's state as "quant": a stochastic run resumes
+    # with a fresh noise stream and says so; a run that never drew from it says nothing.
+    cfg = config(schedule="hbfp6", forward_rounding=rounding)
+    path = tmp_path / "run.pt"
+    train(cfg, checkpoint=path, callbacks=[StopAfterFirstEpoch()], data=data)
+    saved = torch.load(path, weights_only=True)
+    saved["rng"]["quant"] = torch.Generator().manual_seed(1).get_state()
+    torch.save(saved, path)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        resumed = train(cfg, checkpoint=path, data=data)
+    assert resumed.status == "done"
+    assert [r.epoch for r in resumed.epochs] == [0, 1]
+    said = [str(w.message) for w in caught if issubclass(w.category, CheckpointWarning)]
+    if rounding == "stochastic":
+        assert said == [
+            "this checkpoint's stochastic-rounding noise came from a torch.Generator; the "
+            "resumed run continues with the counter-based stream from its start"
+        ]
+    else:
+        assert said == []
 
 
 def test_checkpoint_loads_with_weights_only(tmp_path: Path, data: DatasetPair) -> None:

@@ -65,6 +65,11 @@ class Checkpointed(Protocol):
     quant_noise: NoiseStream
     history: list[EpochRecord]
 
+    @property
+    def stochastic(self) -> bool:
+        """Whether the run rounds anything stochastically (draws from ``quant_noise``)."""
+        ...
+
 
 def seed_everything(seed: int) -> None:
     random.seed(seed)
@@ -176,15 +181,17 @@ def _restore(state: Checkpointed, saved: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all([s.cpu() for s in rng["cuda"]])
     _set_numpy_state(rng["numpy"])
     _set_python_state(rng["python"])
-    _set_quant_state(state.quant_noise, rng["quant"])
+    _set_quant_state(state, rng["quant"])
 
 
-def _set_quant_state(noise: NoiseStream, saved: torch.Tensor) -> None:
+def _set_quant_state(state: Checkpointed, saved: torch.Tensor) -> None:
     if saved.dtype == torch.int64 and saved.shape == (2,):
-        noise.set_state(saved)
+        state.quant_noise.set_state(saved)
         return
     # Before counter-based noise, stochastic rounding drew from a torch.Generator, whose
     # stream the counter cannot continue: the run goes on with its own fresh stream.
+    if not state.stochastic:
+        return  # nothing drew from it
     warnings.warn(
         "this checkpoint's stochastic-rounding noise came from a torch.Generator; the "
         "resumed run continues with the counter-based stream from its start",

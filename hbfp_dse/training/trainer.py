@@ -63,6 +63,10 @@ class TrainingState:
     quantization: Quantization
     history: list[EpochRecord] = field(default_factory=list)
 
+    @property
+    def stochastic(self) -> bool:
+        return "stochastic" in (self.config.forward_rounding, self.config.backward_rounding)
+
 
 def load_config_data(config: TrainConfig) -> DatasetPair:
     dataset, root, download, train_size, test_size, split_seed = config.data_key()
