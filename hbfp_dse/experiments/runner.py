@@ -312,7 +312,13 @@ def execute_run(
     except Exception as err:
         message = str(err) if isinstance(err, UserError) else traceback.format_exc(limit=8)
         if is_environment_fault(err):
-            _record_fault(store, run, options, finished, emit, err)
+            # Interrupted for another attempt; at its max_run_faults-th fault a run that
+            # faults on every machine is at fault itself, and fails rather than stall the sweep.
+            if run.faults + 1 < options.max_run_faults:
+                fault = EnvironmentFaultError(run.id, err)
+                store.interrupt(lease, fault=f"environment fault: {fault}")
+                emit({**finished, "status": "interrupted", "fault": str(fault)})
+                raise fault from err
             message = (
                 f"{options.max_run_faults} attempts stopped by faults of their machine, so the "
                 f"run itself is taken to be at fault; the last: {message}"
@@ -325,25 +331,6 @@ def execute_run(
     remove_checkpoint(checkpoint)
     emit({**finished, "status": status, "accuracy": result.final_test_acc})
     return result
-
-
-def _record_fault(
-    store: Store,
-    run: RunRecord,
-    options: WorkerOptions,
-    finished: Event,
-    emit: Emit,
-    err: Exception,
-) -> None:
-    """Leave the run interrupted and raise :class:`EnvironmentFaultError`; or, at its
-    ``max_run_faults``-th fault, return so that the caller fails it (a run that faults on
-    every machine is at fault itself, and would otherwise stall the sweep)."""
-    if run.faults + 1 >= options.max_run_faults:
-        return
-    fault = EnvironmentFaultError(run.id, err)
-    store.interrupt(run.lease, fault=f"environment fault: {fault}")
-    emit({**finished, "status": "interrupted", "fault": str(fault)})
-    raise fault from err
 
 
 def _finish_failed(store: Store, lease: Lease, message: str) -> None:

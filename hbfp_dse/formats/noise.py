@@ -13,6 +13,8 @@ the int64 arithmetic stays exact on every backend), keyed by the seed and the ca
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 
@@ -37,10 +39,7 @@ def uniform_noise(shape: torch.Size | tuple[int, ...], key: Tensor) -> Tensor:
     seed, call = key[0], key[1]
     k0 = mix32((seed & MASK32) ^ mix32(call & MASK32))
     k1 = mix32(k0 ^ (seed >> 32) ^ ((call >> 32) & MASK32) ^ _GOLDEN)
-    numel = 1
-    for size in shape:
-        numel *= size
-    index = torch.arange(numel, device=key.device, dtype=torch.int64).view(shape)
+    index = torch.arange(math.prod(shape), device=key.device, dtype=torch.int64).view(shape)
     bits = mix32(mix32((index & MASK32) ^ k0) ^ k1 ^ (index >> 32))
     return (bits >> 8).to(torch.float32) * 2.0**-24
 
