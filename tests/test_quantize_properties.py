@@ -7,6 +7,7 @@ from fractions import Fraction
 
 import pytest
 import torch
+from devices import DEVICES
 from format_strategies import (
     PROPERTY_SETTINGS,
     assert_bitwise_equal,
@@ -35,20 +36,22 @@ def q(x: torch.Tensor, fmt: str, **kw: object) -> torch.Tensor:
     return quantize(x, fmt, backend="eager", **kw)  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @PROPERTY_SETTINGS
 @given(fmt=format_names(), x=tensors())
-def test_nearest_equals_reference(fmt: str, x: torch.Tensor) -> None:
-    assert_bitwise_equal(q(x, fmt), reference_quantize(x, fmt), fmt)
+def test_nearest_equals_reference(fmt: str, x: torch.Tensor, device: str) -> None:
+    assert_bitwise_equal(q(x.to(device), fmt).cpu(), reference_quantize(x, fmt), fmt)
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @PROPERTY_SETTINGS
 @given(fmt=format_names(), x=tensors(), seed=st.integers(0, 2**32))
 def test_stochastic_equals_reference_given_the_same_uniforms(
-    fmt: str, x: torch.Tensor, seed: int
+    fmt: str, x: torch.Tensor, seed: int, device: str
 ) -> None:
     # quantize draws one U[0,1) per element of x, in x's layout, from the noise stream;
-    # the reference applies floor(v) + (u < frac(v)) to the same numbers.
-    out = q(x, fmt, rounding="stochastic", noise=NoiseStream(seed))
+    # the reference applies floor(v) + (u < frac(v)) to the same numbers, on every device.
+    out = q(x.to(device), fmt, rounding="stochastic", noise=NoiseStream(seed)).cpu()
     u = drawn_noise(x.shape, seed)
     assert_bitwise_equal(out, reference_quantize(x, fmt, rounding="stochastic", noise=u), fmt)
 

@@ -1,9 +1,11 @@
 """Pure-torch quantization kernels.
 
 Every function here is written so that ``torch.compile`` fuses it into one pass and
-gives the same bits as eager execution: exponents of block maxima come from their float
-bits (no ``frexp``, which compiles to a scalar loop), scales are exact powers of two built
-from float bits, and nearest rounding is ``torch.round`` (half to even) after the clamp.
+gives the same bits as eager execution on every backend: exponents of block maxima come from
+their float bits (no ``frexp``, which compiles to a scalar loop), scales are exact powers of two
+built from float bits and applied by multiplication only (a compiled division may be
+approximate, as Triton's is by default), and nearest rounding is ``torch.round`` (half to even)
+after the clamp.
 Format parameters arrive as Python ints so that the compiler specialises on them.
 Stochastic rounding takes a ``key`` (see ``noise.py``) and makes its noise in the same pass.
 """
@@ -29,6 +31,23 @@ def pow2(exponent: Tensor) -> Tensor:
     normal = (exponent + 127).clamp(min=1) << 23
     subnormal = torch.ones_like(exponent) << (exponent - FP32_MIN_POW2).clamp(0, 22)
     return torch.where(exponent >= -126, normal, subnormal).view(torch.float32)
+
+
+def reciprocal_factors(exponent: Tensor, lowest: int) -> list[Tensor]:
+    """Exact powers of two whose product is ``2**-exponent``, for int32 exponents in
+    [``lowest``, 149]: one factor, or two where ``-lowest`` passes FP32's largest power of two
+    (2**127). Multiplying by them in turn rounds once, as dividing by ``2**exponent`` would:
+    a second factor is only ever above 1, so the first product is exact or already infinite."""
+    if -lowest <= 127:
+        return [pow2(-exponent)]
+    first = (-exponent).clamp(max=127)
+    return [pow2(first), pow2(-exponent - first)]
+
+
+def times(x: Tensor, factors: list[Tensor]) -> Tensor:
+    for factor in factors:
+        x = x * factor
+    return x
 
 
 def floor_log2(magnitude: Tensor) -> Tensor:
@@ -121,7 +140,7 @@ def hbfp(
         sub_block_size=sub_block_size,
         micro_range=micro_range,
     )
-    return hbfp_apply(x, key, scale, mantissa_bits=mantissa_bits, block_size=block_size)
+    return hbfp_apply(x, key, *scale, mantissa_bits=mantissa_bits, block_size=block_size)
 
 
 def hbfp_scale(
@@ -133,9 +152,10 @@ def hbfp_scale(
     exp_hi: int,
     sub_block_size: int | None,
     micro_range: int,
-) -> Tensor:
+) -> tuple[Tensor, ...]:
     """The first half of ``hbfp``: the power-of-two scale of each block, [outer, L / B, 1,
-    inner] (with sub-blocks, one per element: [outer, L / B, B, inner])."""
+    inner] (with sub-blocks, one per element: [outer, L / B, B, inner]), followed by the
+    factors that divide by it (``reciprocal_factors``)."""
     blocks = to_blocks(x, block_size)
     magnitude, _ = _finite_abs(blocks)
     exponent = floor_log2(magnitude.amax(2, keepdim=True)).clamp(exp_lo, exp_hi)
@@ -147,17 +167,26 @@ def hbfp_scale(
         floor = (block_exp - micro_range).clamp(min=FP32_MIN_POW2 + mantissa_bits - 2)
         exponent = torch.maximum(floor_log2(sub_max), floor).minimum(block_exp)
         exponent = exponent.expand(shape).reshape(blocks.shape)
-    return pow2(exponent - (mantissa_bits - 2))
+    step = mantissa_bits - 2
+    lowest = exp_lo if sub_block_size is None else FP32_MIN_POW2 + step  # sub-blocks reach it
+    scale_exponent = exponent - step
+    return pow2(scale_exponent), *reciprocal_factors(scale_exponent, lowest - step)
 
 
 def hbfp_apply(
-    x: Tensor, key: Tensor | None, scale: Tensor, *, mantissa_bits: int, block_size: int
+    x: Tensor,
+    key: Tensor | None,
+    scale: Tensor,
+    *reciprocal: Tensor,
+    mantissa_bits: int,
+    block_size: int,
 ) -> Tensor:
-    """The second half of ``hbfp``: round every element on its block's ``scale``."""
+    """The second half of ``hbfp``: round every element on its block's ``scale``
+    (``reciprocal``: the factors that divide by it)."""
     blocks = to_blocks(x, block_size)
     limit = float((1 << (mantissa_bits - 1)) - 1)
     noise = None if key is None else to_blocks(uniform_noise(x.shape, key), block_size)
-    q = round_integer(blocks / scale, -limit, limit, noise) * scale
+    q = round_integer(times(blocks, list(reciprocal)), -limit, limit, noise) * scale
     return from_blocks(torch.where(blocks.abs() < _INF, q, blocks), x)
 
 
@@ -167,20 +196,21 @@ def element(v: Tensor, noise: Tensor | None, spec: ElementSpec, saturate: bool) 
     Overflow saturates to ``max_normal`` when ``saturate``, else becomes infinite.
     """
     if spec.exp_bits == 0:
-        step = 2.0**-spec.man_bits
-        limit = spec.max_normal / step
+        step, steps_per_unit = 2.0**-spec.man_bits, float(1 << spec.man_bits)
+        limit = spec.max_normal * steps_per_unit
         if noise is None:  # MXINT8 rounds half away from zero
-            scaled = v.abs() / step
+            scaled = v.abs() * steps_per_unit
             low = torch.floor(scaled)
             q = torch.copysign((low + (scaled - low >= 0.5).to(v.dtype)).clamp(max=limit), v)
         else:
-            q = round_integer(v / step, -limit, limit, noise)
+            q = round_integer(v * steps_per_unit, -limit, limit, noise)
         return q * step
     magnitude = v.abs()
-    exponent = floor_log2(magnitude).clamp(spec.emin, 127)
-    step = pow2(exponent - spec.man_bits)
+    step_exponent = floor_log2(magnitude).clamp(spec.emin, 127) - spec.man_bits
+    step = pow2(step_exponent)
+    per_step = reciprocal_factors(step_exponent, spec.emin - spec.man_bits)
     bound = float(1 << (spec.man_bits + 1))
-    q = round_integer(v / step, -bound, bound, noise) * step
+    q = round_integer(times(v, per_step), -bound, bound, noise) * step
     if saturate:
         return q.clamp(-spec.max_normal, spec.max_normal)
     return torch.where(q.abs() > spec.max_normal, q * _INF, q)
@@ -205,7 +235,8 @@ def mx(x: Tensor, key: Tensor | None, *, spec: ElementSpec, block_size: int) -> 
     magnitude, finite = _finite_abs(blocks)
     all_finite = finite.all(2, keepdim=True)
     shared = (floor_log2(magnitude.amax(2, keepdim=True)) - spec.emax).clamp(-127, 127)
-    scale = pow2(shared)
+    scale, reciprocal = pow2(shared), pow2(-shared)
     noise = None if key is None else to_blocks(uniform_noise(x.shape, key), block_size)
-    q = element(torch.where(finite, blocks, 0.0) / scale, noise, spec, saturate=True) * scale
+    elements = torch.where(finite, blocks, 0.0) * reciprocal
+    q = element(elements, noise, spec, saturate=True) * scale
     return from_blocks(torch.where(all_finite, q, float("nan")), x)

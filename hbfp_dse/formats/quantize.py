@@ -29,11 +29,13 @@ Kernel = Callable[[Tensor, Tensor | None], Tensor]
 
 log = logging.getLogger(__name__)
 
-# Below this many elements a compiled call's guard checks cost more than eager ops.
+# On the CPU, below this many elements a compiled call's guard checks cost more than eager ops;
+# on a GPU every call is compiled, since there each eager op is a kernel launch.
 COMPILE_MIN_NUMEL = 1 << 15
 # Each format (and size-1 outer or inner extent) is its own compiled specialisation.
 _RECOMPILE_LIMIT = 256
-_compile_failed = False
+# (format, device type) pairs whose compilation failed: those stay eager, with one warning.
+_compile_failures: set[tuple[Format, str]] = set()
 
 
 def quantize(
@@ -51,7 +53,9 @@ def quantize(
     neighbours. ``rounding`` is ``"nearest"`` (half to even) or ``"stochastic"``, whose
     noise is the next call of ``noise`` (default: a stream seeded from torch's global
     generator), made inside the kernel (see ``noise.py``). ``backend``
-    ``"auto"`` uses the compiled kernel for large tensors when compilation works.
+    ``"auto"`` uses the compiled kernel (on the CPU for large tensors only) unless compiling
+    fails for the format on the device, which then stays eager; a failure that ran out of
+    memory is raised. ``HBFP_DSE_COMPILE=0`` makes ``"auto"`` eager.
     The result carries no autograd history: use ``hbfp_dse.emulation`` for training.
     """
     fmt = parse_format(fmt)
@@ -82,14 +86,24 @@ def quantize(
 
 
 def _run(fmt: Format, backend: Backend, x: Tensor, key: Tensor | None) -> Tensor:
-    if _use_compiled(backend, x):
+    device = x.device.type
+    if _use_compiled(backend, x, (fmt, device)):
         try:
-            return _compiled(fmt)(x, key)
-        except Exception as err:  # no C++ compiler, unsupported device, ...
-            _disable_compile(err)
-            if backend == "compiled":
+            return _compiled(fmt, device)(x, key)
+        except torch._dynamo.exc.TorchDynamoException as err:
+            if backend == "compiled" or _caused_by_out_of_memory(err):
                 raise
+            _compile_failures.add((fmt, device))
+            log.warning("%s on %s: compiled quantizer unavailable, eager: %s", fmt, device, err)
     return _kernel(fmt)(x, key)
+
+
+def _caused_by_out_of_memory(err: BaseException | None) -> bool:
+    while err is not None:
+        if isinstance(err, torch.OutOfMemoryError):
+            return True
+        err = err.__cause__ or err.__context__
+    return False
 
 
 def _blocked_view(fmt: Format, outer: int, length: int, inner: int) -> tuple[int, ...]:
@@ -130,16 +144,14 @@ def _normalise_dim(dim: int, rank: int) -> int:
     return dim % rank
 
 
-def _use_compiled(backend: Backend, x: Tensor) -> bool:
-    if backend == "eager" or _compile_failed or os.environ.get("HBFP_DSE_COMPILE") == "0":
+def _use_compiled(backend: Backend, x: Tensor, where: tuple[Format, str]) -> bool:
+    if backend == "eager" or where in _compile_failures:
         return False
-    return backend == "compiled" or x.numel() >= COMPILE_MIN_NUMEL
-
-
-def _disable_compile(err: Exception) -> None:
-    global _compile_failed
-    _compile_failed = True
-    log.warning("compiled quantizer unavailable, using eager kernels: %s", err)
+    if backend == "compiled":
+        return True
+    if os.environ.get("HBFP_DSE_COMPILE") == "0":
+        return False
+    return x.device.type != "cpu" or x.numel() >= COMPILE_MIN_NUMEL
 
 
 @functools.cache
@@ -164,18 +176,20 @@ def _hbfp_parameters(fmt: HBFPFormat) -> dict[str, int | None]:
 
 
 @functools.cache
-def _compiled(fmt: Format) -> Kernel:
+def _compiled(fmt: Format, device: str) -> Kernel:
     from torch._dynamo import config as dynamo_config
 
     dynamo_config.recompile_limit = max(dynamo_config.recompile_limit, _RECOMPILE_LIMIT)
     _silence_cuda_home_notice()
-    if not isinstance(fmt, HBFPFormat) or fmt.sub_block_size is not None:
+    single_level_hbfp = isinstance(fmt, HBFPFormat) and fmt.sub_block_size is None
+    if device != "cpu" or not single_level_hbfp:
         return _compile(_kernel(fmt), f"quantize_{fmt.name}")
-    # Two compiled graphs, the block scales stored in between: as one graph, the compiler
-    # redoes the scale's integer arithmetic for every element instead of once per block.
-    # Measured in ResNet-20 training steps on CPU, the two graphs are 1.5-3x as fast for
+    # On the CPU, two compiled graphs, the block scales stored in between: as one graph, the
+    # compiler redoes the scale's integer arithmetic for every element instead of once per
+    # block. Measured in ResNet-20 training steps, the two graphs are 1.5-3x as fast for
     # blocks along a strided axis, and 1.5x for contiguous blocks too (where one graph
-    # would read the data once, but spends more on each block's short reduction).
+    # would read the data once, but spends more on each block's short reduction). A GPU
+    # runs one graph: one launch, the block reduced in registers.
     parameters = _hbfp_parameters(fmt)
     scale = _compile(
         functools.partial(kernels.hbfp_scale, **parameters), f"quantize_{fmt.name}_scale"
@@ -188,7 +202,7 @@ def _compiled(fmt: Format) -> Kernel:
     )
 
     def hbfp(x: Tensor, key: Tensor | None) -> Tensor:
-        return apply(x, key, scale(x))
+        return apply(x, key, *scale(x))
 
     return hbfp
 
