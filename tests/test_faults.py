@@ -113,12 +113,26 @@ def test_a_fault_of_the_machine_leaves_the_run_interrupted(
     assert claim(store, sweep_id).id == run_id  # for another attempt
 
 
-def test_a_device_this_machine_lacks_leaves_the_run_interrupted(
-    store: Store, sweep_name: str, tmp_path: Any
+@pytest.mark.parametrize(
+    ("run_device", "worker_device", "reason"),
+    [
+        ("cuda", "cuda:99", "CUDA is not available here|this machine has"),
+        ("cpu", "cuda:0", "this run was registered to train on cpu"),
+    ],
+)
+def test_a_device_this_worker_cannot_use_leaves_the_run_interrupted(
+    store: Store,
+    sweep_name: str,
+    tmp_path: Any,
+    run_device: str,
+    worker_device: str,
+    reason: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.setitem(CONFIG, "device", run_device)
     sweep_id, (run_id,) = register(store, sweep_name)
-    options = WorkerOptions(device="cuda:99", checkpoint_dir=tmp_path)
-    with pytest.raises(EnvironmentFaultError, match="cuda:99"):
+    options = WorkerOptions(device=worker_device, checkpoint_dir=tmp_path)
+    with pytest.raises(EnvironmentFaultError, match=reason):
         execute_run(store, claim(store, sweep_id), options)
     assert store.run(run_id).status == "interrupted"
 

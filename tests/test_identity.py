@@ -9,10 +9,11 @@ import typing
 from pathlib import Path
 
 import pytest
+import torch
 from pydantic import BaseModel
 
 from hbfp_dse.experiments.identity import VERSIONED_FIELDS, config_hash
-from hbfp_dse.experiments.sweepfile import expand, load_sweep
+from hbfp_dse.experiments.sweepfile import expand, load_sweep, on_device
 from hbfp_dse.training.config import TrainConfig
 
 SWEEPS = sorted((Path(__file__).parent.parent / "sweeps").glob("*.yaml"))
@@ -45,7 +46,7 @@ def models(root: type[BaseModel]) -> dict[str, type[BaseModel]]:
 
 def test_a_configuration_keeps_the_hash_earlier_releases_gave() -> None:
     config = TrainConfig.model_validate(
-        {"model": "resnet20", "dataset": "cifar10", "epochs": 160, "seed": 3}
+        {"model": "resnet20", "dataset": "cifar10", "epochs": 160, "seed": 3, "device": "cpu"}
     )
     assert config_hash(config) == hash_before_versioning(config) == "836e50f83a36c3db"
 
@@ -53,13 +54,27 @@ def test_a_configuration_keeps_the_hash_earlier_releases_gave() -> None:
 @pytest.mark.parametrize("sweep", SWEEPS, ids=[path.stem for path in SWEEPS])
 def test_every_run_of_the_shipped_sweeps_keeps_its_hash(sweep: Path) -> None:
     spec, _ = load_sweep(sweep)
-    for run in expand(spec):
+    for run in expand(on_device(spec, "cpu")):
         assert run.run_hash == hash_before_versioning(run.config)
 
 
-def test_the_device_is_not_part_of_a_runs_identity() -> None:
+def test_the_kind_of_device_is_part_of_a_runs_identity_and_its_index_is_not() -> None:
     cpu = TrainConfig.model_validate({"model": "mlp", "device": "cpu"})
-    assert config_hash(cpu) == config_hash(cpu.model_copy(update={"device": "cuda:1"}))
+    cuda, cuda1 = (cpu.model_copy(update={"device": name}) for name in ("cuda", "cuda:1"))
+    assert config_hash(cuda) == config_hash(cuda1) != config_hash(cpu)
+    assert config_hash(cpu) == hash_before_versioning(cpu)  # CPU runs kept their identity
+
+
+def test_a_sweep_pins_auto_to_the_kind_of_device_here() -> None:
+    spec, _ = load_sweep(SWEEPS[0])
+    assert spec.base.device == "auto"
+    here = "cuda" if torch.cuda.is_available() else "cpu"
+    assert on_device(spec, None).base.device == here
+    assert on_device(spec, "cuda:1").base.device == "cuda:1"
+    pinned = on_device(
+        spec.model_copy(update={"base": spec.base.model_copy(update={"device": "cpu"})}), None
+    )
+    assert pinned.base.device == "cpu"
 
 
 class GrownConfig(TrainConfig):

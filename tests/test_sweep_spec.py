@@ -80,7 +80,7 @@ def test_a_uniform_grid_point_is_the_same_run_as_its_baseline() -> None:
     ]
 
 
-def test_run_hash_is_stable_and_ignores_key_order_and_device() -> None:
+def test_run_hash_is_stable_and_ignores_key_order_and_the_device_index() -> None:
     first = [r.run_hash for r in expand(parse_sweep(SWEEP))]
     assert first == [r.run_hash for r in expand(parse_sweep(SWEEP))]
     assert all(re.fullmatch(r"[0-9a-f]{16}", h) for h in first)
@@ -95,9 +95,10 @@ def test_run_hash_is_stable_and_ignores_key_order_and_device() -> None:
         "name: another-name\n"  # the sweep's name is not part of a run's identity
     )
     assert [r.run_hash for r in expand(parse_sweep(reordered))] == first
-    for device in ("auto", "cuda:1"):
-        other = SWEEP.replace("device: cpu", f"device: {device}")
-        assert [r.run_hash for r in expand(parse_sweep(other))] == first
+    cuda = [r.run_hash for r in expand(parse_sweep(SWEEP.replace("device: cpu", "device: cuda")))]
+    assert set(cuda).isdisjoint(first)  # the kind of device counts, its index does not
+    cuda1 = SWEEP.replace("device: cpu", "device: cuda:1")
+    assert [r.run_hash for r in expand(parse_sweep(cuda1))] == cuda
     # ... but any setting that changes training changes the identity.
     longer = SWEEP.replace("epochs: 3", "epochs: 4")
     assert set(first).isdisjoint(r.run_hash for r in expand(parse_sweep(longer)))

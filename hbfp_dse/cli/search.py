@@ -18,7 +18,7 @@ from ..experiments.search.trials import (
     run_search_workers,
 )
 from ..experiments.store import Store
-from ..experiments.sweepfile import load_sweep
+from ..experiments.sweepfile import load_sweep, on_device
 from .common import console, err_console, exit_on_outage, print_json, user_errors
 from .interrupts import resumable
 from .options import (
@@ -67,8 +67,9 @@ def search(
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # our progress bars say it better
     target = checked_target(target_acc)
     spec, text = load_sweep(file)
-    job = SearchJob.for_sweep(spec, text, file, target, study, trials, timeout)
-    options = WorkerOptions(device=checked_device(device), checkpoint_dir=checkpoint_dir)
+    device = checked_device(device)
+    job = SearchJob.for_sweep(on_device(spec, device), text, file, target, study, trials, timeout)
+    options = WorkerOptions(device=device, checkpoint_dir=checkpoint_dir)
     check_search(job)
     checked_checkpoint_dir(db, checkpoint_dir)
     store = Store(db)

@@ -13,7 +13,13 @@ from ..experiments.processes import run_workers
 from ..experiments.registration import check_data, plan_sweep, register_sweep
 from ..experiments.runner import StaleAfterError, WorkerOptions
 from ..experiments.store import NewRun, Store
-from ..experiments.sweepfile import DEFAULT_MAX_RUNS, SweepSpec, TooManyRunsError, load_sweep
+from ..experiments.sweepfile import (
+    DEFAULT_MAX_RUNS,
+    SweepSpec,
+    TooManyRunsError,
+    load_sweep,
+    on_device,
+)
 from .common import console, err_console, exit_on_outage, user_errors
 from .interrupts import resumable
 from .options import (
@@ -50,7 +56,9 @@ def sweep(
 ) -> None:
     """Run every pending run of a sweep file. Rerunning resumes where it stopped."""
     spec, text = load_sweep(file)
-    options = _worker_options(checked_device(device), stale_after, checkpoint_dir)
+    device = checked_device(device)
+    spec = on_device(spec, device)
+    options = _worker_options(device, stale_after, checkpoint_dir)
     runs = _planned(spec, max_runs)
     if dry_run:
         console.print(_plan_table(spec.name, runs))

@@ -1,11 +1,12 @@
 """A run's identity: a hash of its canonical configuration, stable across releases.
 
-The canonical form is the configuration as JSON, keys sorted, without ``device`` (the same run
-may train anywhere). A field added after hashing was versioned enters it only where it differs
-from its default, so that adding a field with a default leaves every stored run's identity,
-and so its results, where they were. ``HASH_VERSION`` names this scheme; a change to it (or to
-a default's value, which changes what a stored configuration means) needs a store revision
-that rehashes the stored runs.
+The canonical form is the configuration as JSON, keys sorted, with the kind of device in place
+of ``device`` (``cuda`` runs on any GPU are one run; a CPU run names no kind, as before kinds
+counted, so that its identity stayed where it was). A field added after hashing was versioned
+enters it only where it differs from its default, so that adding a field with a default leaves
+every stored run's identity, and so its results, where they were. ``HASH_VERSION`` names this
+scheme; a change to it (or to a default's value, which changes what a stored configuration
+means) needs a store revision that rehashes the stored runs.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from ..training.config import TrainConfig
+from ..training.devices import device_type
 
 HASH_VERSION = 1
 
@@ -59,6 +61,9 @@ VERSIONED_FIELDS: dict[str, frozenset[str]] = {
 def config_hash(config: TrainConfig) -> str:
     data = canonical(config, config.model_dump(mode="json"))
     del data["device"]
+    kind = device_type(config.device)
+    if kind != "cpu":
+        data["device_type"] = kind
     text = json.dumps(data, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 

@@ -26,7 +26,7 @@ from ..errors import UserError
 from ..training.checkpoint import CheckpointOwner, previous_checkpoint, remove_checkpoint
 from ..training.config import TrainConfig
 from ..training.data import DatasetPair
-from ..training.devices import DeviceUnavailableError, resolve_device
+from ..training.devices import DeviceUnavailableError, device_type, resolve_device
 from ..training.results import EpochRecord, RunResult
 from ..training.trainer import Callback, load_config_data, train
 from .provenance import environment
@@ -255,6 +255,17 @@ class _RecordEpochs:
         )
 
 
+def _on_worker_device(config: TrainConfig, device: str | None) -> TrainConfig:
+    """The run on the worker's device, which may pick a device of the run's kind only (the
+    kind is part of the run's identity): another kind is a fault of where the worker is."""
+    if device is None:
+        return config
+    kind = device_type(config.device)
+    if device_type(device) != kind:
+        raise DeviceUnavailableError(device, f"this run was registered to train on {kind}")
+    return config.model_copy(update={"device": device})
+
+
 def execute_run(
     store: Store,
     run: RunRecord,
@@ -270,8 +281,6 @@ def execute_run(
     writes nothing more; any other error marks it failed."""
     lease = run.lease
     config = TrainConfig.model_validate(run.config)
-    if options.device is not None:
-        config = config.model_copy(update={"device": options.device})
     directory = checkpoint_dir_for(store.url, options.checkpoint_dir)
     checkpoint = _checkpoint_path(directory, store, run)
     owner = CheckpointOwner(store.store_id, run.run_hash, run.attempts)
@@ -280,6 +289,7 @@ def execute_run(
     finished = {"event": "finish", "worker": lease.worker, "run_id": run.id}
     try:
         _adopt_legacy_checkpoint(directory, run, checkpoint)
+        config = _on_worker_device(config, options.device)
         device = str(resolve_device(config.device))
         data = (data_cache or _DataCache()).get(config)
         recorder = _RecordEpochs(store, run, config, device, emit, beat)

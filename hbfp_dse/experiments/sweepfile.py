@@ -1,9 +1,9 @@
 """Sweep files: a base training configuration, baselines and a grid, expanded into runs.
 
-A run's identity is a hash of its resolved training configuration (the device excluded, since
-the same run may execute anywhere); runs that differ only in their seed share a ``config_id``
-so that reports can average over seeds. Reading a sweep file imports neither Optuna nor the
-models and datasets.
+A run's identity is a hash of its resolved training configuration (of the device only its kind,
+pinned when the sweep is planned: :func:`on_device`); runs that differ only in their seed share
+a ``config_id`` so that reports can average over seeds. Reading a sweep file imports neither
+Optuna nor the models and datasets.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from pydantic import Field, field_validator, model_validator
 from ..configfile import StrictModel, parse_yaml, read_yaml, validate
 from ..errors import UserError
 from ..training.config import ScheduleConfig, Seed, TrainConfig
+from ..training.devices import device_type
 from .identity import config_hash
 from .search.section import SearchSpace
 from .space import (
@@ -179,6 +180,15 @@ def expand(spec: SweepSpec, max_runs: int = DEFAULT_MAX_RUNS) -> list[PlannedRun
             run = PlannedRun(label, kind, config)
             runs.setdefault(run.run_hash, run)
     return list(runs.values())
+
+
+def on_device(spec: SweepSpec, device: str | None) -> SweepSpec:
+    """The sweep with its runs' device pinned: ``device`` (the command line's) or the file's,
+    ``auto`` becoming the kind of device this machine has, so that every run registered has
+    one kind of device in its identity and a worker elsewhere trains it on that kind."""
+    name = device or spec.base.device
+    pinned = device_type(name) if name == "auto" else name
+    return spec.model_copy(update={"base": spec.base.model_copy(update={"device": pinned})})
 
 
 def load_sweep(path: Path) -> tuple[SweepSpec, str]:

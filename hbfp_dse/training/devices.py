@@ -75,6 +75,16 @@ def check_device_name(name: str) -> str:
     raise DeviceError(name, "device must be auto, cpu, cuda or cuda:N")
 
 
+def device_type(name: str) -> str:
+    """The kind of device a name trains on, ``cpu`` or ``cuda``; ``auto``: what this machine
+    has. Devices of one kind give one run the same numbers, so the kind is part of a run's
+    identity and the index is not."""
+    check_device_name(name)
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return name.split(":")[0]
+
+
 def resolve_device(name: str) -> torch.device:
     """The torch device of a name; ``auto`` is CUDA where there is one."""
     check_device_name(name)
