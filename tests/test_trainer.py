@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import math
+import os
 import random
 import warnings
 from collections.abc import Sequence
@@ -33,6 +35,8 @@ from hbfp_dse.training.optim import (
 )
 from hbfp_dse.training.results import EpochRecord, RunResult
 from hbfp_dse.training.trainer import train
+
+trainer_module = importlib.import_module("hbfp_dse.training.trainer")
 
 TIMING = {"seconds", "images_per_s"}
 
@@ -148,6 +152,56 @@ def test_a_nan_or_inf_loss_ends_the_run_as_diverged_without_raising(
     assert result.epochs == []
     assert recorder.records == []
     assert all(math.isfinite(loss) for _, _, loss, _ in recorder.steps)
+
+
+def test_losses_read_every_few_steps_give_the_same_epochs(data: DatasetPair) -> None:
+    # What a GPU run does by default: the sums stay on the device between reads.
+    every, windowed = Recorder(), Recorder()
+    straight = train(config(epochs=1, batch_size=8), callbacks=[every], data=data)
+    sparse = train(config(epochs=1, batch_size=8), callbacks=[windowed], data=data, sync_every=5)
+    assert [step for _, step, _, _ in windowed.steps] == [4, 9, 11]  # 12 steps, and the last
+    (a,), (b,) = straight.epochs, sparse.epochs
+    assert (a.train_acc, a.test_loss, a.test_acc) == (b.train_acc, b.test_loss, b.test_acc)
+    assert a.train_loss == pytest.approx(b.train_loss, rel=1e-12)
+    first_window = sum(loss for _, step, loss, _ in every.steps if step < 5) / 5
+    assert windowed.steps[0][2] == pytest.approx(first_window, rel=1e-12)
+
+
+@pytest.mark.parametrize("sync_every", [1, 4])
+def test_divergence_stops_the_run_within_the_steps_between_reads(
+    data: DatasetPair, sync_every: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = []
+    cross_entropy = trainer_module.F.cross_entropy
+
+    def nan_from_the_sixth_step(logits: torch.Tensor, labels: torch.Tensor, **kw: Any) -> Any:
+        calls.append(1)
+        loss = cross_entropy(logits, labels, **kw)
+        return loss * float("nan") if len(calls) >= 6 else loss
+
+    monkeypatch.setattr(trainer_module.F, "cross_entropy", nan_from_the_sixth_step)
+    result = train(config(epochs=1, batch_size=8), data=data, sync_every=sync_every)
+    assert result.status == "diverged"
+    assert 6 <= len(calls) < 6 + sync_every  # steps 0..5 are 6 calls; read at most k-1 later
+
+
+class DeterminismSeen:
+    def on_start(self, *args: Any) -> None:
+        self.inside = (
+            torch.are_deterministic_algorithms_enabled(),
+            torch.is_deterministic_algorithms_warn_only_enabled(),
+        )
+
+
+def test_a_deterministic_run_refuses_nondeterministic_algorithms(
+    data: DatasetPair, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
+    seen = DeterminismSeen()
+    train(config(epochs=1, deterministic=True), callbacks=[seen], data=data)
+    assert seen.inside == (True, False)  # an op without a deterministic version raises
+    assert os.environ.get("CUBLAS_WORKSPACE_CONFIG") == ":4096:8"
+    assert not torch.are_deterministic_algorithms_enabled()  # as it was before
 
 
 # --- checkpoints, seeds, devices -----------------------------------------------------------

@@ -179,7 +179,7 @@ class TensorBatches:
     def _batches(self, generator: torch.Generator) -> Iterator[tuple[Tensor, Tensor]]:
         n = len(self.split)
         device = self.split.images.device
-        order = torch.randperm(n, generator=generator).to(device) if self.shuffle else None
+        order = to_device(torch.randperm(n, generator=generator), device) if self.shuffle else None
         for batch in range(len(self)):
             start = batch * self.batch_size
             index = slice(start, start + self.batch_size)
@@ -188,6 +188,14 @@ class TensorBatches:
             if self.augment:
                 images = random_crop_flip(images, generator, CIFAR_PADDING)
             yield torch.addcmul(self._shift, images.float(), self._scale), self.split.labels[rows]
+
+
+def to_device(t: Tensor, device: torch.device) -> Tensor:
+    """A CPU tensor on ``device`` without waiting for it: pinned, the copy is queued behind the
+    device's work (a pageable copy would wait for that work to finish)."""
+    if device.type != "cuda":
+        return t.to(device)
+    return t.pin_memory().to(device, non_blocking=True)
 
 
 def epoch_generator(seed: int, epoch: int) -> torch.Generator:
@@ -199,7 +207,8 @@ def epoch_generator(seed: int, epoch: int) -> torch.Generator:
 def random_crop_flip(images: Tensor, generator: torch.Generator, padding: int) -> Tensor:
     """Standard CIFAR augmentation on a whole N x C x H x W batch: each image is zero-padded by
     ``padding`` pixels, cropped back to H x W at a random offset and flipped horizontally with
-    probability 1/2. Crop and flip are one gather, with draws from ``generator``."""
+    probability 1/2. Crop and flip are one gather, with draws from ``generator`` (on the CPU,
+    so that every device sees the same draws)."""
     n, _, height, width = images.shape
     offsets = torch.randint(0, 2 * padding + 1, (2, n, 1), generator=generator)
     flip = torch.rand(n, 1, generator=generator) < 0.5
@@ -211,8 +220,8 @@ def random_crop_flip(images: Tensor, generator: torch.Generator, padding: int) -
     return padded[
         torch.arange(n, device=device).view(n, 1, 1, 1),
         torch.arange(images.shape[1], device=device).view(1, -1, 1, 1),
-        rows.to(device).view(n, 1, height, 1),
-        cols.to(device).view(n, 1, 1, width),
+        to_device(rows, device).view(n, 1, height, 1),
+        to_device(cols, device).view(n, 1, 1, width),
     ]
 
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -34,7 +36,10 @@ class Callback(Protocol):
         """``history``: the epochs a checkpoint restored (the run resumes after them)."""
         ...
 
-    def on_step(self, epoch: int, step: int, loss: float, accuracy: float) -> None: ...
+    def on_step(self, epoch: int, step: int, loss: float, accuracy: float) -> None:
+        """After every ``sync_every``-th step and an epoch's last (see :func:`train`): the mean
+        training loss and accuracy of the steps since the last call."""
+        ...
 
     def before_checkpoint(self, record: EpochRecord) -> None:
         """Called once an epoch is trained, before it is checkpointed; raise to keep it from
@@ -116,6 +121,11 @@ def _initial_state(config: TrainConfig, data: DatasetPair | None) -> TrainingSta
     )
 
 
+# Steps between reads of the loss off the device: each read waits for the device to finish.
+# On the CPU a read costs nothing, so progress and divergence are seen at every step.
+SYNC_EVERY_STEPS = 25
+
+
 def train(
     config: TrainConfig,
     *,
@@ -123,23 +133,44 @@ def train(
     checkpoint: Path | None = None,
     data: DatasetPair | None = None,
     owner: CheckpointOwner | None = None,
+    sync_every: int | None = None,
 ) -> RunResult:
     """Train one configuration. With ``checkpoint``, state is saved after every epoch and
     a run that finds one there resumes from it; ``owner`` stamps the files with their run and
-    refuses another run's. A NaN/Inf loss ends the run as diverged. Float32 stays float32
-    throughout (no TF32), and the process's settings are as they were afterwards."""
-    with exact_float32():
+    refuses another run's. Losses and accuracies add up on the device and are read every
+    ``sync_every`` steps (default: every step on the CPU, else ``SYNC_EVERY_STEPS``): a NaN/Inf
+    loss ends the run as diverged within that many steps. Float32 stays float32 throughout (no
+    TF32); ``deterministic`` runs use deterministic algorithms only (an operation without one
+    raises). The process's settings are as they were afterwards."""
+    with exact_float32(), _determinism(config.deterministic):
         state = _initial_state(config, data)
         if checkpoint is not None:
             load_checkpoint(state, checkpoint, owner)
         for cb in callbacks:
             _call(cb, "on_start", config.epochs, len(state.train_batches), tuple(state.history))
-        deterministic = torch.are_deterministic_algorithms_enabled()
-        torch.use_deterministic_algorithms(config.deterministic or deterministic, warn_only=True)
-        try:
-            return _train_epochs(state, callbacks, checkpoint, owner)
-        finally:
-            torch.use_deterministic_algorithms(deterministic)
+        if sync_every is None:
+            sync_every = 1 if state.device.type == "cpu" else SYNC_EVERY_STEPS
+        return _train_epochs(state, callbacks, checkpoint, owner, max(sync_every, 1))
+
+
+@contextlib.contextmanager
+def _determinism(deterministic: bool) -> Iterator[None]:
+    """Deterministic algorithms inside where asked for (cuBLAS needs its workspace setting
+    for them), the process's own settings outside."""
+    saved = (
+        torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(),
+        torch.backends.cudnn.benchmark,
+    )
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True)
+        torch.backends.cudnn.benchmark = False
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(saved[0], warn_only=saved[1])
+        torch.backends.cudnn.benchmark = saved[2]
 
 
 def _train_epochs(
@@ -147,9 +178,10 @@ def _train_epochs(
     callbacks: Sequence[Callback],
     checkpoint: Path | None,
     owner: CheckpointOwner | None,
+    sync_every: int,
 ) -> RunResult:
     for epoch in range(len(state.history), state.config.epochs):
-        record = _train_epoch(state, epoch, callbacks)
+        record = _train_epoch(state, epoch, callbacks, sync_every)
         if record is None:
             return _result(state, "diverged", f"loss became NaN/Inf in epoch {epoch}")
         state.history.append(record)
@@ -179,8 +211,52 @@ def _model_input(state: TrainingState, images: torch.Tensor) -> torch.Tensor:
     return images
 
 
+@dataclass
+class _Totals:
+    loss: float = 0.0  # summed over the samples
+    correct: float = 0.0
+    seen: int = 0
+
+    def __iadd__(self, other: _Totals) -> _Totals:
+        self.loss += other.loss
+        self.correct += other.correct
+        self.seen += other.seen
+        return self
+
+    @property
+    def mean_loss(self) -> float:
+        return self.loss / max(self.seen, 1)
+
+    @property
+    def accuracy(self) -> float:
+        return self.correct / max(self.seen, 1)
+
+
+class _DeviceSums:
+    """Losses and correct predictions summed on the device (in float64, as exact as the
+    host's sums were), read in one transfer: the only wait for the device."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.sums = torch.zeros(3, dtype=torch.float64, device=device)  # loss, correct, bad
+        self.seen = 0
+
+    def add(self, logits: torch.Tensor, labels: torch.Tensor, loss_sum: torch.Tensor) -> None:
+        loss_sum = loss_sum.double()
+        correct = (logits.argmax(1) == labels).sum()
+        self.sums += torch.stack([loss_sum, correct.double(), (~loss_sum.isfinite()).double()])
+        self.seen += labels.shape[0]
+
+    def read(self) -> tuple[_Totals, bool]:
+        """The sums since the last read, and whether every loss among them was finite."""
+        loss, correct, bad = self.sums.tolist()
+        totals = _Totals(loss, correct, self.seen)
+        self.sums.zero_()
+        self.seen = 0
+        return totals, bad == 0 and math.isfinite(loss)
+
+
 def _train_epoch(
-    state: TrainingState, epoch: int, callbacks: Sequence[Callback]
+    state: TrainingState, epoch: int, callbacks: Sequence[Callback], sync_every: int
 ) -> EpochRecord | None:
     formats = state.schedule[epoch]
     apply_formats(state.model, formats, state.quantization)
@@ -188,33 +264,34 @@ def _train_epoch(
     state.train_batches.set_epoch(epoch)
     storage = state.config.weight_storage
     started = time.perf_counter()
-    total_loss, correct, seen = 0.0, 0, 0
+    window, epoch_totals = _DeviceSums(state.device), _Totals()
     lr = state.optimizer.param_groups[0]["lr"]
+    steps = len(state.train_batches)
     for step, (images, labels) in enumerate(state.train_batches):
         logits = state.model(_model_input(state, images))
         loss = F.cross_entropy(logits, labels)
-        loss_value = loss.item()
-        if not math.isfinite(loss_value):
-            return None
         state.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         state.optimizer.step()
         state.scheduler.step()
         if storage is not None:
             round_master_weights(state.model, storage)
-        batch = labels.shape[0]
-        batch_correct = int((logits.argmax(1) == labels).sum())
-        total_loss += loss_value * batch
-        correct += batch_correct
-        seen += batch
+        window.add(logits.detach(), labels, loss.detach().double() * labels.shape[0])
+        if (step + 1) % sync_every and step + 1 < steps:
+            continue
+        totals, finite = window.read()
+        if not finite:
+            return None
+        epoch_totals += totals
         for cb in callbacks:
-            _call(cb, "on_step", epoch, step, loss_value, batch_correct / batch)
+            _call(cb, "on_step", epoch, step, totals.mean_loss, totals.accuracy)
     seconds = time.perf_counter() - started
     test_loss, test_acc = evaluate(state)
+    seen = epoch_totals.seen
     return EpochRecord(
         epoch=epoch,
-        train_loss=total_loss / max(seen, 1),
-        train_acc=correct / max(seen, 1),
+        train_loss=epoch_totals.mean_loss,
+        train_acc=epoch_totals.accuracy,
         test_loss=test_loss,
         test_acc=test_acc,
         lr=lr,
@@ -228,10 +305,9 @@ def _train_epoch(
 def evaluate(state: TrainingState) -> tuple[float, float]:
     """Test loss and accuracy, with the layers in the epoch's formats."""
     state.model.eval()
-    total_loss, correct, seen = 0.0, 0, 0
+    sums = _DeviceSums(state.device)
     for images, labels in state.data.test_batches(max(state.config.batch_size, 256)):
         logits = state.model(_model_input(state, images))
-        total_loss += float(F.cross_entropy(logits, labels, reduction="sum"))
-        correct += int((logits.argmax(1) == labels).sum())
-        seen += labels.shape[0]
-    return total_loss / max(seen, 1), correct / max(seen, 1)
+        sums.add(logits, labels, F.cross_entropy(logits, labels, reduction="sum"))
+    totals, _ = sums.read()
+    return totals.mean_loss, totals.accuracy
