@@ -17,7 +17,12 @@ from sqlalchemy import create_engine, make_url, text
 
 from hbfp_dse.experiments.runner import WorkerOptions, execute_run
 from hbfp_dse.experiments.store import NewRun, Provenance, RunRecord, Store
-from hbfp_dse.training.checkpoint import CheckpointOwner, CheckpointWarning, previous_checkpoint
+from hbfp_dse.training.checkpoint import (
+    CheckpointOwner,
+    CheckpointWarning,
+    gpu_generator_state,
+    previous_checkpoint,
+)
 from hbfp_dse.training.config import TrainConfig
 from hbfp_dse.training.data import DatasetPair, load_dataset
 from hbfp_dse.training.results import EpochRecord
@@ -307,3 +312,42 @@ def test_two_postgresql_stores_sharing_the_default_checkpoint_dir_keep_their_own
         with closing(create_engine(pg_url).connect()) as connection:
             connection.execute(text(f"DROP SCHEMA {schema} CASCADE"))
             connection.commit()
+
+
+# Across devices -----------------------------------------------------------------------------
+
+
+def test_a_cpu_run_saves_no_gpu_generator_and_one_from_every_gpu_resumes_on_the_cpu(
+    tmp_path: Path, data: DatasetPair
+) -> None:
+    path = tmp_path / "run.pt"
+    straight = train(config(), data=data)
+    train(config(), checkpoint=path, data=data, callbacks=[StopAfter(1)])
+    saved = torch.load(path, weights_only=True)
+    assert saved["rng"]["cuda"] == []  # no CUDA context for a CPU run, even on a GPU machine
+    # As written by a run on a machine with three GPUs, before one state was kept.
+    saved["rng"]["cuda"] = [torch.zeros(16, dtype=torch.uint8)] * 3
+    torch.save(saved, path)
+    resumed = train(config(), checkpoint=path, data=data)
+    assert [r.test_acc for r in resumed.epochs] == [r.test_acc for r in straight.epochs]
+
+
+def test_the_gpu_generator_state_a_resumed_run_continues() -> None:
+    one, every = [torch.tensor([1])], [torch.tensor([i]) for i in range(3)]
+    assert gpu_generator_state([], 0) is None  # trained on the CPU so far: seeded afresh
+    assert gpu_generator_state(one, 5) is one[0]  # its GPU's, whichever GPU it is on now
+    assert gpu_generator_state(every, 2) is every[2]
+    assert gpu_generator_state(every, 7) is every[0]  # fewer GPUs then than its index now
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device here")
+@pytest.mark.parametrize(("first", "then"), [("cpu", "cuda"), ("cuda", "cpu")])
+def test_a_run_resumes_on_another_kind_of_device(
+    tmp_path: Path, data: DatasetPair, first: str, then: str
+) -> None:
+    path = tmp_path / "run.pt"
+    train(config(device=first), checkpoint=path, data=data, callbacks=[StopAfter(1)])
+    resumed = train(config(device=then), checkpoint=path, data=data)
+    assert resumed.status == "done"
+    assert len(resumed.epochs) == 2
+    assert resumed.device.startswith(then)

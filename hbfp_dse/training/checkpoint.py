@@ -1,7 +1,8 @@
 """What a checkpoint saves and restores: the training state and every RNG a run draws from.
 
 The file is a ``torch.save`` of ``{"model", "optimizer", "scheduler", "history", "rng"}``,
-``rng`` holding ``{"torch", "cuda", "numpy", "python", "quant"}`` (``quant``: the
+``rng`` holding ``{"torch", "cuda", "numpy", "python", "quant"}`` (``cuda``: the generator
+state of the run's GPU, or none; files written before held every GPU's; ``quant``: the
 stochastic-rounding noise stream's [seed, calls]), and ``owner`` (the
 ``CheckpointOwner`` as a dict) when the run it belongs to is known. Runs resume across upgrades,
 so this layout must not change: files without ``owner`` were written before it and still load.
@@ -56,7 +57,8 @@ class CheckpointOwner:
 
 
 class Checkpointed(Protocol):
-    """The parts of a run's live state a checkpoint carries (``device``: where to load it)."""
+    """The parts of a run's live state a checkpoint carries (``device``: where to load it;
+    ``seed``: the run's, from which a GPU generator without a saved state is seeded)."""
 
     device: torch.device
     model: nn.Module
@@ -64,6 +66,9 @@ class Checkpointed(Protocol):
     scheduler: torch.optim.lr_scheduler.LambdaLR
     quant_noise: NoiseStream
     history: list[EpochRecord]
+
+    @property
+    def seed(self) -> int: ...
 
     @property
     def stochastic(self) -> bool:
@@ -90,7 +95,7 @@ def save_checkpoint(state: Checkpointed, path: Path, owner: CheckpointOwner | No
         "history": [asdict(record) for record in state.history],
         "rng": {
             "torch": torch.get_rng_state(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            "cuda": [torch.cuda.get_rng_state(state.device)] if state.device.type == "cuda" else [],
             "numpy": _numpy_state(),
             "python": _python_state(),
             "quant": state.quant_noise.state(),
@@ -177,11 +182,25 @@ def _restore(state: Checkpointed, saved: dict[str, Any]) -> None:
     state.history = [EpochRecord(**record) for record in saved["history"]]
     rng = saved["rng"]
     torch.set_rng_state(rng["torch"].cpu())
-    if rng["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all([s.cpu() for s in rng["cuda"]])
+    if state.device.type == "cuda":
+        saved_state = gpu_generator_state(rng["cuda"], state.device.index or 0)
+        if saved_state is not None:
+            torch.cuda.set_rng_state(saved_state.cpu(), state.device)
+        else:  # trained on the CPU so far: a seed of its own for each epoch it resumes at
+            with torch.cuda.device(state.device):
+                torch.cuda.manual_seed(state.seed * 10_007 + len(state.history))
     _set_numpy_state(rng["numpy"])
     _set_python_state(rng["python"])
     _set_quant_state(state, rng["quant"])
+
+
+def gpu_generator_state(saved: list[torch.Tensor], index: int) -> torch.Tensor | None:
+    """The saved generator state a run resuming on GPU ``index`` continues: the one state of
+    its GPU; from a file holding every GPU's (as files once did), that of GPU ``index`` where
+    the file has one, else the first; none after a CPU."""
+    if not saved:
+        return None
+    return saved[index] if len(saved) > 1 and index < len(saved) else saved[0]
 
 
 def _set_quant_state(state: Checkpointed, saved: torch.Tensor) -> None:

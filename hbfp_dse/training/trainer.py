@@ -69,6 +69,10 @@ class TrainingState:
     history: list[EpochRecord] = field(default_factory=list)
 
     @property
+    def seed(self) -> int:
+        return self.config.seed
+
+    @property
     def stochastic(self) -> bool:
         return "stochastic" in (self.config.forward_rounding, self.config.backward_rounding)
 
