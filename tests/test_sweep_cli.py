@@ -547,6 +547,19 @@ def test_an_unknown_device(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
+    ("gpus", "message"),
+    [("0", "--gpus: these runs train on cpu, not on CUDA"), ("0,x", "--gpus '0,x': give")],
+)
+def test_gpus_for_cpu_runs_or_not_gpu_indices(tmp_path: Path, gpus: str, message: str) -> None:
+    file = tmp_path / "tiny.yaml"
+    file.write_text(TINY)
+    db = tmp_path / "r.db"
+    result = invoke("sweep", file, "--db", sqlite_url(db), "--gpus", gpus)
+    assert_user_error(result, message)
+    assert not db.exists()
+
+
+@pytest.mark.parametrize(
     "command",
     [["sweep", "FILE"], ["report"], ["best", "--target-acc", "0.5"]],
     ids=["sweep", "report", "best"],

@@ -10,7 +10,8 @@ import typer
 
 from ..cost import UnitAreas, default_areas, load_areas
 from ..errors import UserError
-from ..experiments.runner import check_checkpoint_dir, checkpoint_dir_for
+from ..experiments.placement import parse_gpus, place_workers
+from ..experiments.runner import WorkerOptions, check_checkpoint_dir, checkpoint_dir_for
 from ..experiments.store import resolve_url
 from ..experiments.target import TargetError, parse_target
 from ..training.devices import DeviceError, resolve_device
@@ -49,6 +50,14 @@ DeviceOption = Annotated[
     str | None, typer.Option("--device", help="auto, cpu, cuda[:N]; overrides the file.")
 ]
 WorkersOption = Annotated[int, typer.Option("--workers", min=1, help="Local worker processes.")]
+GpusOption = Annotated[
+    str | None,
+    typer.Option(
+        "--gpus",
+        help="GPUs the local workers of CUDA runs use, e.g. 0,1,3 (default: every GPU); "
+        "worker i trains on the i-th, in turn.",
+    ),
+]
 CheckpointDirOption = Annotated[
     Path | None,
     typer.Option(
@@ -103,6 +112,13 @@ def checked_target(value: float) -> float:
 def checked_checkpoint_dir(db: str | None, given: Path | None) -> None:
     """The directory the workers will checkpoint to, checked before anything is written."""
     check_checkpoint_dir(checkpoint_dir_for(resolve_url(db), given))
+
+
+def placed_workers(
+    options: WorkerOptions, workers: int, run_device: str, gpus: str | None
+) -> list[WorkerOptions]:
+    """Each local worker's options, its device among them (``placement.place_workers``)."""
+    return place_workers(options, workers, run_device, None if gpus is None else parse_gpus(gpus))
 
 
 def checked_device(device: str | None) -> str | None:

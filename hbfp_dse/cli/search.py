@@ -25,6 +25,7 @@ from .options import (
     CheckpointDirOption,
     DbOption,
     DeviceOption,
+    GpusOption,
     OutputFormat,
     OutputOption,
     TargetAccOption,
@@ -32,6 +33,7 @@ from .options import (
     checked_checkpoint_dir,
     checked_device,
     checked_target,
+    placed_workers,
 )
 from .progress import SweepProgress, training_progress
 
@@ -56,6 +58,7 @@ def search(
     db: DbOption = None,
     study: StudyOption = None,
     device: DeviceOption = None,
+    gpus: GpusOption = None,
     checkpoint_dir: CheckpointDirOption = None,
     output: OutputOption = OutputFormat.table,
 ) -> None:
@@ -68,8 +71,10 @@ def search(
     target = checked_target(target_acc)
     spec, text = load_sweep(file)
     device = checked_device(device)
-    job = SearchJob.for_sweep(on_device(spec, device), text, file, target, study, trials, timeout)
+    spec = on_device(spec, device)
+    job = SearchJob.for_sweep(spec, text, file, target, study, trials, timeout)
     options = WorkerOptions(device=device, checkpoint_dir=checkpoint_dir)
+    placed = placed_workers(options, workers, spec.base.device, gpus)
     check_search(job)
     checked_checkpoint_dir(db, checkpoint_dir)
     store = Store(db)
@@ -79,7 +84,7 @@ def search(
     with resumable(resume), warnings.catch_warnings(), training_progress() as progress:
         warnings.simplefilter("ignore", UserWarning)  # anchors skipped are shown below
         display = SweepProgress(progress, job.total_trials, 0, label="trials")
-        outcome = run_search_workers(store, sweep_id, job, options, workers, display)
+        outcome = run_search_workers(store, sweep_id, job, placed, display)
     exit_on_outage(display.outage)
     if output is OutputFormat.json:
         print_json(_json(outcome))

@@ -26,10 +26,12 @@ from .options import (
     CheckpointDirOption,
     DbOption,
     DeviceOption,
+    GpusOption,
     StaleAfterOption,
     WorkersOption,
     checked_checkpoint_dir,
     checked_device,
+    placed_workers,
 )
 from .progress import SweepProgress, training_progress
 
@@ -48,6 +50,7 @@ def sweep(
     db: DbOption = None,
     workers: WorkersOption = 1,
     device: DeviceOption = None,
+    gpus: GpusOption = None,
     checkpoint_dir: CheckpointDirOption = None,
     stale_after: StaleAfterOption = 120.0,
     retry_failed: RetryFailedOption = False,
@@ -59,6 +62,7 @@ def sweep(
     device = checked_device(device)
     spec = on_device(spec, device)
     options = _worker_options(device, stale_after, checkpoint_dir)
+    placed = placed_workers(options, workers, spec.base.device, gpus)
     runs = _planned(spec, max_runs)
     if dry_run:
         console.print(_plan_table(spec.name, runs))
@@ -75,7 +79,7 @@ def sweep(
     resume = "running runs are marked interrupted; run the same command again to resume"
     with resumable(resume), training_progress() as progress:
         display = SweepProgress(progress, len(run_ids), finished)
-        run_workers(store, sweep_id, options, workers, on_event=display)
+        run_workers(store, sweep_id, placed, on_event=display)
     exit_on_outage(display.outage)
     _finish(spec.name, store.status_counts(sweep_id), display.stopped)
 

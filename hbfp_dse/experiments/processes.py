@@ -9,12 +9,9 @@ import queue
 import signal
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import replace
 from multiprocessing.process import BaseProcess
 from types import FrameType
 from typing import Any
-
-import torch
 
 from ..errors import UserError
 from .runner import Emit, WorkerOptions, work
@@ -53,38 +50,31 @@ def reporting_outage(emit: Emit, worker: str) -> Iterator[None]:
 def run_workers(
     store: Store,
     sweep_id: int,
-    options: WorkerOptions,
-    workers: int,
+    workers: Sequence[WorkerOptions],
     *,
     on_event: Emit = lambda event: None,
     run_ids: Sequence[int] | None = None,
 ) -> None:
-    """Run ``workers`` worker loops: in this process for one, else as spawned processes."""
-    if workers <= 1:
-        work(store, sweep_id, options, emit=on_event, run_ids=run_ids)
+    """Run one worker loop per options (``placement.place_workers``): in this process for
+    one, else as spawned processes."""
+    if len(workers) == 1:
+        work(store, sweep_id, workers[0], emit=on_event, run_ids=run_ids)
     else:
-        options = split_threads(options, workers)
-        spawn_workers(_worker_process, (store.url, sweep_id, options, run_ids), workers, on_event)
-
-
-def split_threads(options: WorkerOptions, workers: int) -> WorkerOptions:
-    """Share this machine's torch threads among local worker processes."""
-    if options.threads is not None:
-        return options
-    return replace(options, threads=max(1, torch.get_num_threads() // workers))
+        arguments = [(store.url, sweep_id, options, run_ids) for options in workers]
+        spawn_workers(_worker_process, arguments, on_event)
 
 
 def spawn_workers(
-    target: Callable[..., None], args: tuple[Any, ...], workers: int, on_event: Emit
+    target: Callable[..., None], arguments: Sequence[tuple[Any, ...]], on_event: Emit
 ) -> None:
-    """Run ``target(*args, events)`` in ``workers`` spawned processes, relaying the events
-    they put on the queue to ``on_event``. However this ends early (Ctrl-C, SIGTERM, an
-    error), the workers still running are interrupted, so that each marks its run
-    interrupted, and waited for."""
+    """Run ``target(*args, events)`` in a spawned process for each ``args`` of ``arguments``,
+    relaying the events they put on the queue to ``on_event``. However this ends early
+    (Ctrl-C, SIGTERM, an error), the workers still running are interrupted, so that each
+    marks its run interrupted, and waited for."""
     context = multiprocessing.get_context("spawn")
     events = context.Queue()
     processes = [
-        context.Process(target=_interruptible, args=(target, *args, events)) for _ in range(workers)
+        context.Process(target=_interruptible, args=(target, *args, events)) for args in arguments
     ]
     try:
         for process in processes:

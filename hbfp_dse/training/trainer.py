@@ -91,6 +91,8 @@ def load_config_data(config: TrainConfig) -> DatasetPair:
 
 def _initial_state(config: TrainConfig, data: DatasetPair | None) -> TrainingState:
     device = resolve_device(config.device)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)  # this worker's kernels, caches and context on its GPU
     seed_everything(config.seed)
     if data is None:
         data = load_config_data(config)

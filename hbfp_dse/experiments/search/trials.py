@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ from optuna.trial import FrozenTrial
 from ...errors import UserError
 from ...training.assembly import model_for
 from ...training.config import TrainConfig
-from ..processes import reporting_outage, spawn_workers, split_threads
+from ..processes import reporting_outage, spawn_workers
 from ..provenance import provenance
 from ..registration import check_data, new_run
 from ..runner import DATA_CACHE, Emit, FaultLimit, WorkerOptions, execute_run
@@ -241,15 +242,15 @@ def run_search_workers(
     store: Store,
     sweep_id: int,
     job: SearchJob,
-    options: WorkerOptions,
-    workers: int,
+    workers: Sequence[WorkerOptions],
     on_event: Emit,
 ) -> SearchOutcome:
-    """Search with ``workers`` processes sharing one study; return what the study holds."""
-    if workers <= 1:
-        search_worker(store, sweep_id, job, options, on_event)
+    """Search with a process per worker's options, sharing one study; return what the study
+    holds."""
+    if len(workers) == 1:
+        search_worker(store, sweep_id, job, workers[0], on_event)
     else:
-        options = split_threads(options, workers)
-        spawn_workers(_search_process, (store.url, sweep_id, job, options), workers, on_event)
+        arguments = [(store.url, sweep_id, job, options) for options in workers]
+        spawn_workers(_search_process, arguments, on_event)
     study = optuna.load_study(study_name=job.study_name, storage=store.url)
     return study_outcome(study, job.target)
