@@ -7,7 +7,8 @@ and along the batch (weight gradient), weights, the FC layer, in the model's mem
 Each distinct operand is then timed alternately with ``x * 2.0`` in this process, and the
 step's totals are summed with the counts of each. A flat vector is timed too.
 
-    python benchmarks/operands.py [--contiguous] [--repeats 7] [--formats hbfp4_b64 ...] [--json]
+    python benchmarks/operands.py [--contiguous] [--repeats 7] [--formats hbfp4_b64 ...]
+        [--device cuda] [--json]
 """
 
 from __future__ import annotations
@@ -89,10 +90,16 @@ def main() -> None:
     parser.add_argument("--flat", type=int, default=2 * 1024 * 1024, help="flat vector length")
     parser.add_argument("--detail", action="store_true", help="a row per operand too")
     parser.add_argument("--json", action="store_true", help="print a JSON list instead")
+    parser.add_argument("--device", default="cpu", help="where the operands are timed")
     args = parser.parse_args()
 
-    operands = record_operands(not args.contiguous, args.batch_size)
-    flat = Operand(torch.randn(args.flat, generator=torch.Generator().manual_seed(0)), 0, 1)
+    device = torch.device(args.device)
+    operands = [
+        Operand(op.tensor.to(device), op.dim, op.count)  # .to keeps the layout
+        for op in record_operands(not args.contiguous, args.batch_size)
+    ]
+    flat_values = torch.randn(args.flat, generator=torch.Generator().manual_seed(0))
+    flat = Operand(flat_values.to(device), 0, 1)
     rows = []
     for fmt in args.formats:
         for rounding in args.roundings:
@@ -134,7 +141,8 @@ def main() -> None:
     calls = sum(op.count for op in operands)
     table = Table(
         title=f"quantizer vs x*2.0 on the {calls} operands of a ResNet-20 step ({len(operands)} "
-        f"distinct; batch {args.batch_size}, {layout}, {torch.get_num_threads()} threads)"
+        f"distinct; batch {args.batch_size}, {layout}, "
+        + (f"{torch.get_num_threads()} threads)" if device.type == "cpu" else f"{device})")
     )
     for column in ("format", "rounding", "step ms", "x*2 ms", "step ratio", "worst operand",
                    "worst", f"flat {args.flat:,}"):  # fmt: skip

@@ -1,7 +1,7 @@
 """Quantizer speed as a multiple of ``x * 2.0`` on the same tensor (the memory-bound floor).
 
 Both are timed alternately in one process, so machine load affects them alike.
-    python benchmarks/quantize.py [--numel 2097152] [--repeats 30] [--json]
+    python benchmarks/quantize.py [--numel 2097152] [--repeats 30] [--devices cpu cuda] [--json]
 """
 
 from __future__ import annotations
@@ -86,11 +86,12 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=30)
     parser.add_argument("--formats", nargs="*", default=list(FAMILIES))
     parser.add_argument("--json", action="store_true", help="print a JSON list instead")
+    parser.add_argument(
+        "--devices", nargs="*", default=["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"]
+    )
     args = parser.parse_args()
 
-    devices = [torch.device("cpu")]
-    if torch.cuda.is_available():
-        devices.append(torch.device("cuda"))
+    devices = [torch.device(name) for name in args.devices]
     rows = []
     for device in devices:
         x = torch.randn(args.numel, generator=torch.Generator().manual_seed(0)).to(device)

@@ -25,10 +25,9 @@ import torch
 from ..errors import UserError
 from ..training.checkpoint import CheckpointOwner, previous_checkpoint, remove_checkpoint
 from ..training.config import TrainConfig
-from ..training.data import DatasetPair
 from ..training.devices import DeviceUnavailableError, device_type, resolve_device
 from ..training.results import EpochRecord, RunResult
-from ..training.trainer import Callback, load_config_data, train
+from ..training.trainer import Callback, Data, load_config_data, train
 from .provenance import environment
 from .store import (
     Lease,
@@ -121,9 +120,9 @@ class _DataCache:
     """Runs of one sweep mostly share a dataset; load it once per worker."""
 
     def __init__(self) -> None:
-        self._cache: dict[tuple[Any, ...], DatasetPair] = {}
+        self._cache: dict[tuple[Any, ...], Data] = {}
 
-    def get(self, config: TrainConfig) -> DatasetPair:
+    def get(self, config: TrainConfig) -> Data:
         key = config.data_key()
         if key not in self._cache:
             self._cache.clear()

@@ -7,6 +7,7 @@ build the model of any configuration cheaply.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from torch import nn
 
@@ -15,6 +16,7 @@ from ..errors import UserError
 from ..formats import NoiseStream
 from .config import TrainConfig
 from .data import DATASET_INFO, DATASET_NAMES, DatasetInfo
+from .folders import FOLDER_DATASET, folder_info
 from .models import build_model
 
 
@@ -33,10 +35,15 @@ class BuiltModel:
         return (self.info.in_channels, self.info.image_size, self.info.image_size)
 
 
-def dataset_info(name: str) -> DatasetInfo:
-    info = DATASET_INFO.get(name)
+def dataset_info(config: TrainConfig) -> DatasetInfo:
+    """The facts of the configuration's dataset: a name's, or an image folder's."""
+    if config.dataset == FOLDER_DATASET:
+        root = Path(config.data_dir).expanduser() if config.data_dir is not None else None
+        return folder_info(root, config.image_size)
+    info = DATASET_INFO.get(config.dataset)
     if info is None:
-        raise UserError(f"unknown dataset {name!r}; accepted names: {', '.join(DATASET_NAMES)}")
+        names = ", ".join((*DATASET_NAMES, FOLDER_DATASET))
+        raise UserError(f"unknown dataset {config.dataset!r}; accepted names: {names}")
     return info
 
 
@@ -49,7 +56,7 @@ def model_for(
     ``nn.MultiheadAttention`` into one quantized layer (training passes
     ``config.quantize_attention``).
     """
-    info = dataset_info(config.dataset)
+    info = dataset_info(config)
     model = build_model(config.model, info.num_classes, info.in_channels, info.image_size)
     convert(model, noise=noise, attention=attention)
     return BuiltModel(model, info, layer_infos(model))

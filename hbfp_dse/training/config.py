@@ -118,6 +118,8 @@ class TrainConfig(StrictModel):
     test_size: int | None = Field(None, ge=1)
     split_seed: Seed = 0
     augment: bool | None = None
+    image_size: int | None = Field(None, ge=8, le=4096)  # imagefolder's crops (default 224)
+    loader_workers: int = Field(4, ge=0, le=64)  # processes decoding an imagefolder's images
 
     epochs: int = Field(5, ge=1, le=10_000)
     batch_size: int = Field(64, ge=1)
@@ -149,7 +151,15 @@ class TrainConfig(StrictModel):
             self.train_size,
             self.test_size,
             self.split_seed,
+            self.image_size,
+            self.loader_workers,
         )
+
+    @model_validator(mode="after")
+    def _folder_settings(self) -> TrainConfig:
+        if self.image_size is not None and self.dataset != "imagefolder":
+            raise ValueError("image_size applies to dataset imagefolder only")
+        return self
 
     @field_validator("weight_storage")
     @classmethod

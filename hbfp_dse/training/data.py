@@ -29,6 +29,7 @@ DATASET_NAMES: tuple[str, ...] = (
     "cifar10",
     "cifar100",
     "svhn",
+    "synthetic-cifar10",
 )
 # Where torchvision datasets live (and are downloaded to) when no root is given.
 # HBFP_DSE_DATA points every run at a shared data directory (the Docker image sets it).
@@ -101,7 +102,12 @@ DATASET_INFO: dict[str, DatasetInfo] = {
     "svhn": DatasetInfo(
         "svhn", 10, 3, 32, (0.4377, 0.4438, 0.4728), (0.1980, 0.2010, 0.1970), augment=False
     ),
+    "synthetic-cifar10": DatasetInfo(
+        "synthetic-cifar10", 10, 3, 32, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25), augment=True
+    ),
 }
+# CIFAR-10's sizes, generated: for timing a CIFAR run anywhere, with nothing to download.
+_SYNTHETIC_SIZES = (50_000, 10_000)
 
 
 @dataclass(frozen=True)
@@ -158,11 +164,7 @@ class TensorBatches:
         self.augment = augment
         self.seed = seed
         self.epoch = 0
-        device = split.images.device
-        std_t = torch.tensor(std, device=device).view(-1, 1, 1)
-        # x/255 normalised = x * scale + shift, one fused op a batch.
-        self._scale = 1.0 / (255.0 * std_t)
-        self._shift = -torch.tensor(mean, device=device).view(-1, 1, 1) / std_t
+        self._normalise = Normaliser(mean, std, split.images.device)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -187,7 +189,20 @@ class TensorBatches:
             images = self.split.images[rows]
             if self.augment:
                 images = random_crop_flip(images, generator, CIFAR_PADDING)
-            yield torch.addcmul(self._shift, images.float(), self._scale), self.split.labels[rows]
+            yield self._normalise(images), self.split.labels[rows]
+
+
+class Normaliser:
+    """uint8 images to float32, normalised per channel: x/255 normalised is x * scale + shift,
+    one fused operation a batch, on the batch's device."""
+
+    def __init__(self, mean: tuple[float, ...], std: tuple[float, ...], device: torch.device):
+        std_t = torch.tensor(std, device=device).view(-1, 1, 1)
+        self._scale = 1.0 / (255.0 * std_t)
+        self._shift = -torch.tensor(mean, device=device).view(-1, 1, 1) / std_t
+
+    def __call__(self, images: Tensor) -> Tensor:
+        return torch.addcmul(self._shift, images.float(), self._scale)
 
 
 def to_device(t: Tensor, device: torch.device) -> Tensor:
@@ -314,6 +329,24 @@ def _load_mnist_5k(
     return train, test
 
 
+def _synthetic_split(size: int, templates: Tensor, generator: torch.Generator) -> ImageSplit:
+    """Each image is its class's fixed random pattern with noise on top: learnable, so that a
+    timing run also shows that training works."""
+    labels = torch.randint(0, templates.shape[0], (size,), generator=generator)
+    shape = (size, *templates.shape[1:])
+    noise = torch.randint(0, 128, shape, generator=generator, dtype=torch.uint8)
+    return ImageSplit(templates[labels] + noise, labels)
+
+
+def _load_synthetic(split_seed: int) -> tuple[ImageSplit, ImageSplit]:
+    generator = torch.Generator().manual_seed(split_seed)
+    templates = torch.randint(0, 128, (10, 3, 32, 32), generator=generator, dtype=torch.uint8)
+    train_size, test_size = _SYNTHETIC_SIZES
+    return _synthetic_split(train_size, templates, generator), _synthetic_split(
+        test_size, templates, generator
+    )
+
+
 def read_idx(path: Path) -> np.ndarray:
     """Read an idx ubyte file (the MNIST on-disk format), gzipped when its name ends in .gz."""
     opener = gzip.open if path.suffix == ".gz" else open
@@ -414,6 +447,8 @@ def load_dataset(
     ``fashion-mnist`` are also read from the official idx .gz files lying directly in ``root``,
     and ``fashion-mnist`` from Debian's dataset-fashion-mnist package. ``train_size`` and
     ``test_size`` take class-balanced subsets after a shuffle seeded by ``split_seed``.
+    ``synthetic-cifar10`` is generated (CIFAR-10's shapes and sizes, ``split_seed`` seeding it).
+    Image folders streamed from disk are ``folders.load_folders``.
 
     Raises ``DatasetNotFoundError`` (a ValueError) naming where it looked and how to get the data.
     """
@@ -421,6 +456,11 @@ def load_dataset(
         raise UserError(f"unknown dataset {name!r}; accepted names: {', '.join(DATASET_NAMES)}")
     if name == "mnist-5k":
         train, test = _load_mnist_5k(train_size, test_size, split_seed)
+    elif name == "synthetic-cifar10":
+        full_train, full_test = _load_synthetic(split_seed)
+        generator = torch.Generator().manual_seed(split_seed)
+        train = _take(full_train, train_size, generator, "train_size")
+        test = _take(full_test, test_size, generator, "test_size")
     else:
         full_train, full_test = _load_torchvision(
             name, Path(root).expanduser() if root is not None else None, download

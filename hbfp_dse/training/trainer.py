@@ -23,6 +23,7 @@ from .checkpoint import CheckpointOwner, load_checkpoint, save_checkpoint, seed_
 from .config import TrainConfig
 from .data import DatasetPair, TensorBatches, load_dataset
 from .devices import exact_float32, resolve_device
+from .folders import FOLDER_DATASET, FolderBatches, FolderDataset, load_folders
 from .optim import build_lr_scheduler, build_optimizer
 from .results import EpochRecord, RunResult, TrainStatus, format_names
 
@@ -51,17 +52,20 @@ class Callback(Protocol):
         ...
 
 
+Data = DatasetPair | FolderDataset
+
+
 @dataclass
 class TrainingState:
     """The live state of one run, on its device; a checkpoint carries part of it."""
 
     config: TrainConfig
     device: torch.device
-    data: DatasetPair
+    data: Data
     model: nn.Module
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LambdaLR
-    train_batches: TensorBatches
+    train_batches: TensorBatches | FolderBatches
     quant_noise: NoiseStream
     layers: list[LayerInfo]
     schedule: list[dict[str, Format]]  # the resolved formats, one dict per epoch
@@ -77,8 +81,19 @@ class TrainingState:
         return "stochastic" in (self.config.forward_rounding, self.config.backward_rounding)
 
 
-def load_config_data(config: TrainConfig) -> DatasetPair:
-    dataset, root, download, train_size, test_size, split_seed = config.data_key()
+def load_config_data(config: TrainConfig) -> Data:
+    dataset, root, download, train_size, test_size, split_seed, image_size, workers = (
+        config.data_key()
+    )
+    if dataset == FOLDER_DATASET:
+        return load_folders(
+            Path(root).expanduser() if root is not None else None,
+            image_size=image_size,
+            workers=workers,
+            train_size=train_size,
+            test_size=test_size,
+            split_seed=split_seed,
+        )
     return load_dataset(
         dataset,
         root=root,
@@ -89,7 +104,7 @@ def load_config_data(config: TrainConfig) -> DatasetPair:
     )
 
 
-def _initial_state(config: TrainConfig, data: DatasetPair | None) -> TrainingState:
+def _initial_state(config: TrainConfig, data: Data | None) -> TrainingState:
     device = resolve_device(config.device)
     if device.type == "cuda":
         torch.cuda.set_device(device)  # this worker's kernels, caches and context on its GPU
@@ -137,7 +152,7 @@ def train(
     *,
     callbacks: Sequence[Callback] = (),
     checkpoint: Path | None = None,
-    data: DatasetPair | None = None,
+    data: Data | None = None,
     owner: CheckpointOwner | None = None,
     sync_every: int | None = None,
 ) -> RunResult:
