@@ -13,6 +13,8 @@ from ..errors import UserError
 from ..experiments.costing import config_cost
 from ..training.config import TrainConfig, load_train_config
 from ..training.data import DatasetNotFoundError
+from ..training.devices import device_type
+from ..training.distributed import process_group
 from ..training.results import RunResult
 from ..training.trainer import load_config_data
 from ..training.trainer import train as run_training
@@ -49,7 +51,8 @@ def train(
     checkpoint: CheckpointOption = None,
     output: OutputOption = OutputFormat.table,
 ) -> None:
-    """Train one configuration (a YAML file and/or flags) and report every epoch."""
+    """Train one configuration (a YAML file and/or flags) and report every epoch. Under
+    torchrun (--nproc-per-node N) the N processes train it together, with DDP."""
     overrides = {"model": model, "dataset": dataset, "epochs": epochs, "schedule": schedule}
     overrides |= {"batch_size": batch_size, "lr": lr, "seed": seed, "device": device}
     config = load_train_config(config_file, overrides | {"data_dir": data_dir})
@@ -58,10 +61,14 @@ def train(
         data = load_config_data(config)
     except DatasetNotFoundError as err:
         raise UserError(f"{err}, or pass --data-dir DIR") from None
-    with training_progress() as progress:
-        bars = TrainingBars(progress, f"{config.model} / {config.dataset}")
-        result = run_training(config, callbacks=[bars], checkpoint=checkpoint, data=data)
-        bars.close()
+    with process_group(device_type(config.device)) as ranks:
+        if ranks is not None and not ranks.leader:  # the leader reports
+            run_training(config, checkpoint=checkpoint, data=data)
+            return
+        with training_progress() as progress:
+            bars = TrainingBars(progress, f"{config.model} / {config.dataset}")
+            result = run_training(config, callbacks=[bars], checkpoint=checkpoint, data=data)
+            bars.close()
     if output is OutputFormat.json:
         print_json(_json(result, density))
     else:

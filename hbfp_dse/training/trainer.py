@@ -18,11 +18,13 @@ from torch import nn
 from ..emulation import LayerInfo, Quantization, apply_formats, round_master_weights
 from ..errors import UserError
 from ..formats import Format, NoiseStream
+from . import distributed
 from .assembly import model_for
 from .checkpoint import CheckpointOwner, load_checkpoint, save_checkpoint, seed_everything
 from .config import TrainConfig
 from .data import DatasetPair, TensorBatches, load_dataset
 from .devices import exact_float32, resolve_device
+from .distributed import Ranks
 from .folders import FOLDER_DATASET, FolderBatches, FolderDataset, load_folders
 from .optim import build_lr_scheduler, build_optimizer
 from .results import EpochRecord, RunResult, TrainStatus, format_names
@@ -70,7 +72,14 @@ class TrainingState:
     layers: list[LayerInfo]
     schedule: list[dict[str, Format]]  # the resolved formats, one dict per epoch
     quantization: Quantization
+    step_model: nn.Module  # what the steps call: DDP over ``model`` in a run of processes
+    ranks: Ranks | None
     history: list[EpochRecord] = field(default_factory=list)
+
+    @property
+    def leader(self) -> bool:
+        """Whether this process records (every process of a run alone)."""
+        return self.ranks is None or self.ranks.leader
 
     @property
     def seed(self) -> int:
@@ -105,7 +114,10 @@ def load_config_data(config: TrainConfig) -> Data:
 
 
 def _initial_state(config: TrainConfig, data: Data | None) -> TrainingState:
-    device = resolve_device(config.device)
+    ranks = distributed.current()
+    device = distributed.rank_device(resolve_device(config.device), ranks)
+    if ranks is not None and config.batch_size < ranks.world:
+        raise UserError(f"batch_size {config.batch_size} is less than the {ranks.world} processes")
     if device.type == "cuda":
         torch.cuda.set_device(device)  # this worker's kernels, caches and context on its GPU
     seed_everything(config.seed)
@@ -116,11 +128,13 @@ def _initial_state(config: TrainConfig, data: Data | None) -> TrainingState:
             f"the data given is {data.info.name!r} but the configuration trains on "
             f"{config.dataset!r}"
         )
-    quant_noise = NoiseStream(config.seed + 1)
+    # A process of its own noise: shares of one batch must not round alike.
+    quant_noise = NoiseStream(config.seed + 1 + ((ranks.rank if ranks else 0) << 32))
     built = model_for(config, noise=quant_noise, attention=config.quantize_attention)
     model = built.model.to(device)
     if config.channels_last:
         model.to(memory_format=torch.channels_last)
+    model, step_model = distributed.prepare(model, device, ranks)
     optimizer = build_optimizer(model, config.optimizer)
     data = data.to(device)
     train_batches = data.train_batches(config.batch_size, seed=config.seed, augment=config.augment)
@@ -139,6 +153,8 @@ def _initial_state(config: TrainConfig, data: Data | None) -> TrainingState:
         layers=built.layers,
         schedule=config.schedule.build().resolve(built.layers, config.epochs),
         quantization=config.quantization(),
+        step_model=step_model,
+        ranks=ranks,
     )
 
 
@@ -162,11 +178,17 @@ def train(
     ``sync_every`` steps (default: every step on the CPU, else ``SYNC_EVERY_STEPS``): a NaN/Inf
     loss ends the run as diverged within that many steps. Float32 stays float32 throughout (no
     TF32); ``deterministic`` runs use deterministic algorithms only (an operation without one
-    raises). The process's settings are as they were afterwards."""
+    raises). The process's settings are as they were afterwards.
+
+    In a process group (``torchrun``: see ``distributed.py``) this process trains its share of
+    every batch; only the leader calls ``callbacks`` and saves checkpoints, which every process
+    resumes from."""
     with exact_float32(), _determinism(config.deterministic):
         state = _initial_state(config, data)
         if checkpoint is not None:
             load_checkpoint(state, checkpoint, owner)
+        if not state.leader:
+            callbacks, checkpoint = (), None
         for cb in callbacks:
             _call(cb, "on_start", config.epochs, len(state.train_batches), tuple(state.history))
         if sync_every is None:
@@ -210,7 +232,8 @@ def _train_epochs(
             _call(cb, "before_checkpoint", record)
         if checkpoint is not None:
             save_checkpoint(state, checkpoint, owner)
-        if any(_call(cb, "on_epoch_end", record) for cb in callbacks):
+        stop = any(_call(cb, "on_epoch_end", record) for cb in callbacks)
+        if distributed.any_process(stop, state.device, state.ranks):
             return _result(state, "stopped", f"stopped by a callback after epoch {epoch}")
     return _result(state, "done")
 
@@ -255,25 +278,25 @@ class _Totals:
 
 class _DeviceSums:
     """Losses and correct predictions summed on the device (in float64, as exact as the
-    host's sums were), read in one transfer: the only wait for the device."""
+    host's sums were) and over a run's processes, read in one transfer: the only wait for
+    the device."""
 
-    def __init__(self, device: torch.device) -> None:
-        self.sums = torch.zeros(3, dtype=torch.float64, device=device)  # loss, correct, bad
-        self.seen = 0
+    def __init__(self, device: torch.device, ranks: Ranks | None) -> None:
+        self.sums = torch.zeros(4, dtype=torch.float64, device=device)  # loss, correct, bad, n
+        self.ranks = ranks
 
     def add(self, logits: torch.Tensor, labels: torch.Tensor, loss_sum: torch.Tensor) -> None:
         loss_sum = loss_sum.double()
-        correct = (logits.argmax(1) == labels).sum()
-        self.sums += torch.stack([loss_sum, correct.double(), (~loss_sum.isfinite()).double()])
-        self.seen += labels.shape[0]
+        correct = (logits.argmax(1) == labels).sum().double()
+        bad = (~loss_sum.isfinite()).double()
+        count = torch.tensor(labels.shape[0], dtype=torch.float64, device=self.sums.device)
+        self.sums += torch.stack([loss_sum, correct, bad, count])
 
     def read(self) -> tuple[_Totals, bool]:
         """The sums since the last read, and whether every loss among them was finite."""
-        loss, correct, bad = self.sums.tolist()
-        totals = _Totals(loss, correct, self.seen)
+        loss, correct, bad, seen = distributed.sum_over_processes(self.sums, self.ranks).tolist()
         self.sums.zero_()
-        self.seen = 0
-        return totals, bad == 0 and math.isfinite(loss)
+        return _Totals(loss, correct, int(seen)), bad == 0 and math.isfinite(loss)
 
 
 def _train_epoch(
@@ -285,19 +308,20 @@ def _train_epoch(
     state.train_batches.set_epoch(epoch)
     storage = state.config.weight_storage
     started = time.perf_counter()
-    window, epoch_totals = _DeviceSums(state.device), _Totals()
+    window, epoch_totals = _DeviceSums(state.device, state.ranks), _Totals()
     lr = state.optimizer.param_groups[0]["lr"]
     steps = len(state.train_batches)
-    for step, (images, labels) in enumerate(state.train_batches):
-        logits = state.model(_model_input(state, images))
-        loss = F.cross_entropy(logits, labels)
+    for step, (global_images, global_labels) in enumerate(state.train_batches):
+        images, labels = (distributed.share(t, state.ranks) for t in (global_images, global_labels))
+        logits = state.step_model(_model_input(state, images))
+        loss = _step_loss(logits, labels, global_labels.shape[0], state.ranks)
         state.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         state.optimizer.step()
         state.scheduler.step()
         if storage is not None:
             round_master_weights(state.model, storage)
-        window.add(logits.detach(), labels, loss.detach().double() * labels.shape[0])
+        window.add(logits.detach(), labels, _loss_sum(loss.detach(), labels, global_labels, state))
         if (step + 1) % sync_every and step + 1 < steps:
             continue
         totals, finite = window.read()
@@ -322,12 +346,33 @@ def _train_epoch(
     )
 
 
+def _step_loss(
+    logits: torch.Tensor, labels: torch.Tensor, global_size: int, ranks: Ranks | None
+) -> torch.Tensor:
+    """The loss a step's gradient comes from: the batch's mean alone; in a run of processes,
+    the share's sum scaled so that DDP's mean over the processes is the global batch's mean."""
+    if ranks is None:
+        return F.cross_entropy(logits, labels)
+    return F.cross_entropy(logits, labels, reduction="sum") * (ranks.world / global_size)
+
+
+def _loss_sum(
+    loss: torch.Tensor, labels: torch.Tensor, global_labels: torch.Tensor, state: TrainingState
+) -> torch.Tensor:
+    """The share's summed loss, from the loss of :func:`_step_loss`."""
+    if state.ranks is None:
+        return loss.double() * labels.shape[0]
+    return loss.double() * (global_labels.shape[0] / state.ranks.world)
+
+
 @torch.no_grad()
 def evaluate(state: TrainingState) -> tuple[float, float]:
-    """Test loss and accuracy, with the layers in the epoch's formats."""
+    """Test loss and accuracy, with the layers in the epoch's formats (each process of a run
+    evaluates its share of every batch)."""
     state.model.eval()
-    sums = _DeviceSums(state.device)
-    for images, labels in state.data.test_batches(max(state.config.batch_size, 256)):
+    sums = _DeviceSums(state.device, state.ranks)
+    for global_images, global_labels in state.data.test_batches(max(state.config.batch_size, 256)):
+        images, labels = (distributed.share(t, state.ranks) for t in (global_images, global_labels))
         logits = state.model(_model_input(state, images))
         sums.add(logits, labels, F.cross_entropy(logits, labels, reduction="sum"))
     totals, _ = sums.read()
