@@ -30,9 +30,8 @@ def _rows(out: Path, name: str) -> list[tuple[str, str]]:
         return [("", "no result: see " + str(out / f"{name}.log"))]
     if name == "quantize":
         return [
-            (f"{r['format']} {r['rounding']}, flat", f"{r['ratio']:.2f}x x*2")
+            (f"{r['format']} {r['rounding']}, flat, {r['device']}", f"{r['ratio']:.2f}x x*2")
             for r in data
-            if r["device"] == "cuda"
         ]
     if name == "operands":
         return [

@@ -329,18 +329,18 @@ def _load_mnist_5k(
     return train, test
 
 
-def _synthetic_split(size: int, templates: Tensor, generator: torch.Generator) -> ImageSplit:
-    """Each image is its class's fixed random pattern with noise on top: learnable, so that a
-    timing run also shows that training works."""
-    labels = torch.randint(0, templates.shape[0], (size,), generator=generator)
-    shape = (size, *templates.shape[1:])
-    noise = torch.randint(0, 128, shape, generator=generator, dtype=torch.uint8)
-    return ImageSplit(templates[labels] + noise, labels)
+def _synthetic_split(size: int, colours: Tensor, generator: torch.Generator) -> ImageSplit:
+    """Each image is its class's colour with pixel noise on top: learnable (crops and flips
+    keep a colour), so that a timing run also shows that training works."""
+    labels = torch.randint(0, colours.shape[0], (size,), generator=generator)
+    noise = torch.randint(-48, 49, (size, 3, 32, 32), generator=generator, dtype=torch.int16)
+    images = (colours[labels] + noise).clamp(0, 255).to(torch.uint8)
+    return ImageSplit(images, labels)
 
 
 def _load_synthetic(split_seed: int) -> tuple[ImageSplit, ImageSplit]:
     generator = torch.Generator().manual_seed(split_seed)
-    templates = torch.randint(0, 128, (10, 3, 32, 32), generator=generator, dtype=torch.uint8)
+    templates = torch.randint(48, 208, (10, 3, 1, 1), generator=generator, dtype=torch.int16)
     train_size, test_size = _SYNTHETIC_SIZES
     return _synthetic_split(train_size, templates, generator), _synthetic_split(
         test_size, templates, generator
