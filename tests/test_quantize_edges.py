@@ -10,7 +10,7 @@ import torch
 from format_strategies import assert_bitwise_equal
 from reference import drawn_noise, reference_quantize, stochastic_candidates
 
-from hbfp_dse.formats import NoiseStream, quantize
+from hbfp_dse.formats import NoiseStream, kernels, quantize
 
 NAN, INF = math.nan, math.inf
 ONE_PER_FAMILY = ["hbfp4", "hbfp6_b16_s4_d2", "mxfp4_e2m1", "mxint8", "fp8_e4m3"]
@@ -145,6 +145,31 @@ def test_huge_values_and_exponent_saturation(
 )
 def test_two_level_scaling(fmt: str, x: list[float], expected: list[float]) -> None:
     check(fmt, x, expected)
+
+
+@pytest.mark.parametrize("rounding", ["nearest", "stochastic"])
+@pytest.mark.parametrize("length", [3, 16, 20, 47])
+def test_a_two_level_block_longer_than_its_axis_pads_only_the_sub_blocks_it_needs(
+    length: int, rounding: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gen = torch.Generator().manual_seed(length)
+    x = torch.randn(6, length, 5, generator=gen) * torch.exp2(torch.randint(-30, 30, (6, 1, 5)))
+    padded: list[int] = []
+    to_blocks = kernels.to_blocks
+
+    def recording(t: torch.Tensor, block: int) -> torch.Tensor:
+        blocks = to_blocks(t, block)
+        padded.append(blocks.shape[1] * blocks.shape[2])
+        return blocks
+
+    monkeypatch.setattr(kernels, "to_blocks", recording)
+    u = drawn_noise(x.shape, 2) if rounding == "stochastic" else None
+    for fmt in ("hbfp4_b65536_s16", "hbfp6_b576_s16_d2"):
+        out = quantize(x, fmt, dim=1, rounding=rounding, noise=NoiseStream(2), backend="eager")
+        expected = reference_quantize(x, fmt, dim=1, rounding=rounding, noise=u)
+        assert_bitwise_equal(out, expected, fmt)
+    sub_blocks = max(2, -(-length // 16))
+    assert set(padded) == {sub_blocks * 16}  # not 65,536 or 576 values
 
 
 # --- zeros, NaN and Inf --------------------------------------------------------------------

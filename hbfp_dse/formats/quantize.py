@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import os
@@ -79,6 +80,7 @@ def quantize(
     x = x.permute(order)
     dim = order.index(dim)
     shape = x.shape
+    fmt = _covering_block(fmt, shape[dim])
     x3 = x.reshape(_blocked_view(fmt, shape[:dim].numel(), shape[dim], shape[dim + 1 :].numel()))
     with torch.no_grad():
         out = _run(fmt, backend, x3, key)
@@ -104,6 +106,17 @@ def _caused_by_out_of_memory(err: BaseException | None) -> bool:
             return True
         err = err.__cause__ or err.__context__
     return False
+
+
+def _covering_block(fmt: Format, length: int) -> Format:
+    """A two-level format over an axis shorter than its block: the same format with a block
+    of the sub-blocks that cover the axis (at least two, as the format has), which quantizes
+    alike, since the zeros that pad a block move no maximum, without padding a 16-channel
+    axis to 4096 values."""
+    if not isinstance(fmt, HBFPFormat) or fmt.sub_block_size is None or length >= fmt.block_size:
+        return fmt
+    sub_blocks = max(2, -(-length // fmt.sub_block_size))
+    return dataclasses.replace(fmt, block_size=sub_blocks * fmt.sub_block_size)
 
 
 def _blocked_view(fmt: Format, outer: int, length: int, inner: int) -> tuple[int, ...]:
