@@ -6,9 +6,11 @@ import json
 from pathlib import Path
 
 import pytest
+from rich.progress import Progress
 from typer.testing import CliRunner
 
 from hbfp_dse.cli.app import app
+from hbfp_dse.cli.progress import TrainingBars
 
 SMALL = "model: mlp\ntrain_size: 96\ntest_size: 64\nbatch_size: 32\ndevice: cpu\n"
 
@@ -142,3 +144,16 @@ def test_a_diverged_run_exits_1(runner: CliRunner, tmp_path: Path) -> None:
 def test_missing_data_names_the_data_dir_flag(runner: CliRunner, tmp_path: Path) -> None:
     result = runner.invoke(app, ["train", "--dataset", "cifar10", "--data-dir", str(tmp_path)])
     assert_user_error(result, str(tmp_path / "cifar-10-batches-py"), "--data-dir", "download")
+
+
+def test_the_step_bar_weights_each_report_by_the_steps_it_covers() -> None:
+    # On a GPU the trainer reports every 25 steps, the mean of those steps.
+    progress = Progress(disable=True)
+    bars = TrainingBars(progress)
+    bars.on_start(2, 12, ())
+    bars.on_step(0, 4, 1.0, 0.5)  # steps 0-4
+    bars.on_step(0, 6, 4.5, 1.0)  # steps 5-6
+    status = progress.tasks[1].fields["status"]
+    assert status == "epoch 1 loss 2.000 acc 64.3%"  # (5 + 9) / 7, (2.5 + 2) / 7
+    bars.on_step(1, 0, 0.25, 0.0)  # a new epoch starts its own mean
+    assert progress.tasks[1].fields["status"] == "epoch 2 loss 0.250 acc 0.0%"

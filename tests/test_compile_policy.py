@@ -54,7 +54,8 @@ def test_on_the_cpu_only_large_tensors_compile(compiler: FakeCompiler) -> None:
     assert compiler.calls == ["hbfp4@cpu"]
 
 
-def test_on_other_devices_every_tensor_compiles() -> None:
+def test_on_other_devices_every_tensor_compiles(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("HBFP_DSE_COMPILE", raising=False)
     small = torch.empty(3, device="meta")
     assert quantize_module._use_compiled("auto", small, (parse_format("hbfp4"), "meta"))
 
@@ -98,3 +99,22 @@ def test_asking_for_compiled_raises_the_compilation_error(compiler: FakeCompiler
     with pytest.raises(BackendCompilerFailed):
         quantize(LARGE, "hbfp4", backend="compiled")
     assert not quantize_module._compile_failures
+
+
+def test_hbfp_is_one_compiled_graph_on_a_gpu_and_two_on_the_cpu(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # torch.compile compiles at the first call: building the kernels needs no GPU.
+    compiled: list[str] = []
+
+    def counting(kernel: Callable[..., torch.Tensor], name: str) -> Callable[..., torch.Tensor]:
+        compiled.append(name)
+        return kernel
+
+    monkeypatch.setattr(quantize_module, "_compile", counting)
+    fmt = parse_format("hbfp4_b32")
+    quantize_module._compiled.__wrapped__(fmt, "cuda")
+    assert compiled == ["quantize_hbfp4_b32"]  # one launch per operand
+    compiled.clear()
+    quantize_module._compiled.__wrapped__(fmt, "cpu")
+    assert compiled == ["quantize_hbfp4_b32_scale", "quantize_hbfp4_b32_apply"]

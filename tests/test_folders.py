@@ -132,9 +132,16 @@ def test_a_folder_without_the_layout_is_one_clear_error(
         model_for(cfg)  # what the cost model and a sweep's planning build
 
 
-def test_image_size_belongs_to_image_folders() -> None:
-    with pytest.raises(ValidationError, match="image_size applies to dataset imagefolder only"):
-        TrainConfig.model_validate({"dataset": "cifar10", "image_size": 64})
+@pytest.mark.parametrize("setting", [{"image_size": 64}, {"loader_workers": 2}])
+def test_image_folder_settings_belong_to_image_folders(setting: dict[str, int]) -> None:
+    (key,) = setting
+    with pytest.raises(ValidationError, match=f"{key} applies to dataset imagefolder only"):
+        TrainConfig.model_validate({"dataset": "cifar10", **setting})
+
+
+def test_the_default_crop_given_is_the_default() -> None:
+    given = TrainConfig.model_validate({"dataset": "imagefolder", "image_size": 224})
+    assert given == TrainConfig.model_validate({"dataset": "imagefolder"})
 
 
 def test_the_synthetic_cifar_set_has_cifar_shapes_and_is_reproducible() -> None:

@@ -16,12 +16,14 @@ from hbfp_dse.experiments.identity import VERSIONED_FIELDS, config_hash
 from hbfp_dse.experiments.sweepfile import expand, load_sweep, on_device
 from hbfp_dse.training.config import TrainConfig
 
+ADDED_SINCE = {"image_size", "loader_workers"}
 SWEEPS = sorted((Path(__file__).parent.parent / "sweeps").glob("*.yaml"))
 
 
 def hash_before_versioning(config: TrainConfig) -> str:
     """How releases before hash versioning named a run (an independent reference)."""
-    data = config.model_dump(mode="json", exclude={"device"})
+    # The fields added since (at their defaults here) did not exist then.
+    data = config.model_dump(mode="json", exclude={"device", *ADDED_SINCE})
     text = json.dumps(data, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 

@@ -54,6 +54,8 @@ def test_without_gpus_cuda_runs_keep_their_device_and_fault_where_they_run() -> 
     [
         ("cpu", [0], "these runs train on cpu, not on CUDA"),
         ("cuda", [0, 2], "GPU 2 is not here; this machine has 2 GPU(s)"),
+        ("cuda:1", [0], "the device is cuda:1, one GPU; give --device cuda"),
+        ("cuda", [0, 1, 2], "--gpus names 3 GPUs for 2 worker(s)"),
     ],
 )
 def test_gpus_that_cannot_be_used(run_device: str, gpus: list[int], message: str) -> None:

@@ -43,9 +43,10 @@ class TrainingBars:
         self.label = label
         self.epochs: TaskID | None = None
         self.steps: TaskID | None = None
-        self.loss = 0.0
+        self.epoch = -1
+        self.loss = 0.0  # summed over the epoch's steps so far
         self.correct = 0.0
-        self.count = 0
+        self.count = 0  # the epoch's steps so far
 
     def on_start(
         self, total_epochs: int, steps_per_epoch: int, history: Sequence[EpochRecord]
@@ -56,11 +57,14 @@ class TrainingBars:
         self.steps = self.progress.add_task("  steps", total=steps_per_epoch, status="")
 
     def on_step(self, epoch: int, step: int, loss: float, accuracy: float) -> None:
-        if step == 0:
-            self.loss, self.correct, self.count = 0.0, 0.0, 0
-        self.loss += loss
-        self.correct += accuracy
-        self.count += 1
+        # The trainer reports the mean of the steps since its last report (each step on the
+        # CPU, every 25 on a GPU): weighted by their number, over this epoch's steps.
+        if epoch != self.epoch:
+            self.epoch, self.loss, self.correct, self.count = epoch, 0.0, 0.0, 0
+        window = step + 1 - self.count
+        self.loss += loss * window
+        self.correct += accuracy * window
+        self.count = step + 1
         assert self.steps is not None
         self.progress.update(
             self.steps,

@@ -2,7 +2,9 @@
 
 The canonical form is the configuration as JSON, keys sorted, with the kind of device in place
 of ``device`` (``cuda`` runs on any GPU are one run; a CPU run names no kind, as before kinds
-counted, so that its identity stayed where it was). A field added after hashing was versioned
+counted, so that its identity stayed where it was). Sweeps pin ``auto`` to a kind before they
+hash; an ``auto`` left in a configuration (as stored before kinds counted) is hashed as the CPU
+run it was then, on every machine. A field added after hashing was versioned
 enters it only where it differs from its default, so that adding a field with a default leaves
 every stored run's identity, and so its results, where they were. ``HASH_VERSION`` names this
 scheme; a change to it (or to a default's value, which changes what a stored configuration
@@ -61,9 +63,8 @@ VERSIONED_FIELDS: dict[str, frozenset[str]] = {
 def config_hash(config: TrainConfig) -> str:
     data = canonical(config, config.model_dump(mode="json"))
     del data["device"]
-    kind = device_type(config.device)
-    if kind != "cpu":
-        data["device_type"] = kind
+    if config.device != "auto" and device_type(config.device) != "cpu":
+        data["device_type"] = device_type(config.device)
     text = json.dumps(data, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 

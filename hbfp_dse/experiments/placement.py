@@ -42,6 +42,10 @@ def place_workers(
         if gpus is not None:
             raise UserError(f"--gpus: these runs train on {device}, not on CUDA")
         return [options] * workers
+    if gpus is not None and ":" in device:
+        raise UserError(f"--gpus: the device is {device}, one GPU; give --device cuda")
+    if gpus is not None and len(gpus) > workers:
+        raise UserError(f"--gpus names {len(gpus)} GPUs for {workers} worker(s); give --workers")
     count = torch.cuda.device_count() if gpu_count is None else gpu_count
     if gpus is None:
         if ":" in device:  # one GPU asked for

@@ -17,7 +17,7 @@ from ..formats import NoiseStream
 from .config import TrainConfig
 from .data import DATASET_INFO, DATASET_NAMES, DatasetInfo
 from .folders import FOLDER_DATASET, folder_info
-from .models import build_model
+from .models import TRANSFORMER_NAMES, build_model
 
 
 @dataclass(frozen=True)
@@ -54,9 +54,9 @@ def model_for(
 
     ``noise`` drives the layers' stochastic rounding; ``attention`` also converts every
     ``nn.MultiheadAttention`` into one quantized layer (training passes
-    ``config.quantize_attention``).
+    ``config.quantize_attention``); the shipped Transformers' attention is always converted.
     """
     info = dataset_info(config)
     model = build_model(config.model, info.num_classes, info.in_channels, info.image_size)
-    convert(model, noise=noise, attention=attention)
+    convert(model, noise=noise, attention=attention or config.model in TRANSFORMER_NAMES)
     return BuiltModel(model, info, layer_infos(model))

@@ -205,7 +205,8 @@ def gpu_generator_state(saved: list[torch.Tensor], index: int) -> torch.Tensor |
 
 def _set_quant_state(state: Checkpointed, saved: torch.Tensor) -> None:
     if saved.dtype == torch.int64 and saved.shape == (2,):
-        state.quant_noise.set_state(saved)
+        # The count only: each process of a run keeps its own seed, and the leader saves.
+        state.quant_noise.set_state(torch.tensor([state.quant_noise.seed, int(saved[1])]))
         return
     # Before counter-based noise, stochastic rounding drew from a torch.Generator, whose
     # stream the counter cannot continue: the run goes on with its own fresh stream.

@@ -14,6 +14,8 @@ from ..formats import Rounding, parse_format
 from .devices import DeviceError, check_device_name
 from .optim import LRScheduleConfig, OptimizerConfig
 
+DEFAULT_IMAGE_SIZE = 224  # an image folder's crops
+DEFAULT_LOADER_WORKERS = 4
 # Seeds are stored in 32-bit integer columns (PostgreSQL's INTEGER).
 Seed = Annotated[int, Field(ge=0, le=2**31 - 1)]
 
@@ -119,7 +121,7 @@ class TrainConfig(StrictModel):
     split_seed: Seed = 0
     augment: bool | None = None
     image_size: int | None = Field(None, ge=8, le=4096)  # imagefolder's crops (default 224)
-    loader_workers: int = Field(4, ge=0, le=64)  # processes decoding an imagefolder's images
+    loader_workers: int = Field(DEFAULT_LOADER_WORKERS, ge=0, le=64)  # imagefolder's decoders
 
     epochs: int = Field(5, ge=1, le=10_000)
     batch_size: int = Field(64, ge=1)
@@ -157,8 +159,15 @@ class TrainConfig(StrictModel):
 
     @model_validator(mode="after")
     def _folder_settings(self) -> TrainConfig:
-        if self.image_size is not None and self.dataset != "imagefolder":
+        """Image folders' settings: refused elsewhere, and a default given is the default, so
+        that a setting that changes nothing never changes a run's identity."""
+        folders = self.dataset == "imagefolder"
+        if self.image_size is not None and not folders:
             raise ValueError("image_size applies to dataset imagefolder only")
+        if self.loader_workers != DEFAULT_LOADER_WORKERS and not folders:
+            raise ValueError("loader_workers applies to dataset imagefolder only")
+        if self.image_size == DEFAULT_IMAGE_SIZE:
+            self.image_size = None
         return self
 
     @field_validator("weight_storage")

@@ -4,11 +4,14 @@ Every process reads the same global batches (the same order and augmentation dra
 follow from the seed) and trains on its contiguous share of each; DDP sums the gradients.
 A process's loss is its share's sum over the global batch's size times the process count, so
 that DDP's averaging gives the global batch's mean gradient, shares of unequal size included:
-the run is the single-process run, up to the order of float sums. Losses and accuracies are
+the run is the single-process run, up to the order of float sums, where no block of a quantized
+operand crosses a share (the weight gradient is blocked along the batch, and each process blocks
+its own share, as each accelerator would). Losses and accuracies are
 summed over the processes before they are read. BatchNorm is synchronised over the processes
 (on CUDA; the CPU's gloo backend has no synchronised BatchNorm, so models with BatchNorm are
 refused there). The quantized layers are unchanged; stochastic rounding draws its noise from a
-stream of each process's own.
+stream of each process's own. Each process reads (and, for image folders, decodes) every global
+batch: the data path does the work of one process per process.
 """
 
 from __future__ import annotations
@@ -114,6 +117,20 @@ def sum_over_processes(values: Tensor, ranks: Ranks | None) -> Tensor:
     if ranks is not None:
         dist.all_reduce(values)
     return values
+
+
+def barrier(ranks: Ranks | None) -> None:
+    if ranks is not None:
+        dist.barrier()
+
+
+def disagree(value: int, device: torch.device, ranks: Ranks | None) -> bool:
+    """Whether the processes hold different values."""
+    if ranks is None:
+        return False
+    low_high = torch.tensor([-value, value], device=device)
+    dist.all_reduce(low_high, op=dist.ReduceOp.MAX)
+    return bool(-low_high[0] != low_high[1])
 
 
 def any_process(flag: bool, device: torch.device, ranks: Ranks | None) -> bool:

@@ -1,21 +1,28 @@
-"""Classification models by name: CIFAR ResNets, small 28x28 models, an MLP, torchvision models.
+"""Classification models by name: CIFAR ResNets and DenseNet, a small vision Transformer, small
+28x28 models, an MLP, torchvision models.
 
 Every model is built from ``nn.Conv2d`` / ``nn.Linear`` modules (never functional GEMMs) so that the
 emulation backend can find and convert each of its GEMM layers.
 """
 
+import torch
 import torchvision.models
 from torch import Tensor, nn
+from torchvision.models.vision_transformer import VisionTransformer
 
 from ..errors import UserError
 
 TORCHVISION_PREFIX = "tv:"
-CIFAR_RESNET_DEPTHS = (8, 20, 32, 44, 56, 110)
+CIFAR_RESNET_DEPTHS = (8, 20, 32, 44, 56, 74, 110)
 MODEL_NAMES: tuple[str, ...] = (
     *(f"resnet{depth}" for depth in CIFAR_RESNET_DEPTHS),
+    "densenet40",
+    "vit",
     "cnn",
     "mlp",
 )
+# The shipped Transformers: their attention matmuls always run quantized.
+TRANSFORMER_NAMES = ("vit",)
 
 # Torchvision builders whose defaults do not suit training from scratch at an arbitrary size.
 _TORCHVISION_KWARGS = {
@@ -106,6 +113,88 @@ class CifarResNet(nn.Module):
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.layer3(self.layer2(self.layer1(out)))
         return self.fc(self.flatten(self.pool(out)))
+
+
+class DenseLayer(nn.Module):
+    """BN, ReLU, 3x3 convolution to ``growth`` channels, concatenated to the input."""
+
+    def __init__(self, in_channels: int, growth: int) -> None:
+        super().__init__()
+        self.bn = nn.BatchNorm2d(in_channels)
+        self.relu = nn.ReLU()
+        self.conv = nn.Conv2d(in_channels, growth, 3, padding=1, bias=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.cat([x, self.conv(self.relu(self.bn(x)))], 1)
+
+
+class Transition(nn.Module):
+    """BN, ReLU, 1x1 convolution (channels kept: no compression), 2x2 average pooling."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.bn = nn.BatchNorm2d(channels)
+        self.relu = nn.ReLU()
+        self.conv = nn.Conv2d(channels, channels, 1, bias=False)
+        self.pool = nn.AvgPool2d(2)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.pool(self.conv(self.relu(self.bn(x))))
+
+
+class CifarDenseNet(nn.Module):
+    """DenseNet for CIFAR (Huang et al. 2017, the basic DenseNet without bottlenecks or
+    compression): a 3x3 convolution to 16 channels, three dense blocks of (depth - 4) / 3
+    layers that each add ``growth`` channels, transitions between them, then BN, ReLU, global
+    average pooling and one linear layer. DenseNet-40 (growth 12) has 1.0M parameters."""
+
+    def __init__(self, depth: int, growth: int, num_classes: int, in_channels: int = 3) -> None:
+        super().__init__()
+        if (depth - 4) % 3 != 0 or depth < 7:
+            raise UserError(f"CIFAR DenseNet depth must be 3n+4 with n >= 1, got {depth}")
+        layers_per_block = (depth - 4) // 3
+        channels = 16
+        stages: list[nn.Module] = [nn.Conv2d(in_channels, channels, 3, padding=1, bias=False)]
+        for block in range(3):
+            for _ in range(layers_per_block):
+                stages.append(DenseLayer(channels, growth))
+                channels += growth
+            if block < 2:
+                stages.append(Transition(channels))
+        stages += [nn.BatchNorm2d(channels), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten()]
+        self.features = nn.Sequential(*stages)
+        self.fc = nn.Linear(channels, num_classes)
+        for module in self.modules():
+            if isinstance(module, nn.Conv2d):
+                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(module, nn.BatchNorm2d):
+                nn.init.ones_(module.weight)
+                nn.init.zeros_(module.bias)
+            elif isinstance(module, nn.Linear):
+                nn.init.zeros_(module.bias)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.fc(self.features(x))
+
+
+def small_vit(num_classes: int, in_channels: int, image_size: int) -> nn.Module:
+    """A vision Transformer for 28x28 and 32x32 inputs, small enough to train on a CPU: 4x4
+    patches (7x7 or 8x8 of them), 4 encoder blocks of width 64 with 4 heads and MLPs of 128,
+    a linear head (torchvision's ``VisionTransformer``; 0.14M parameters)."""
+    if image_size % 4:
+        raise UserError(f"vit needs an image size divisible by its 4x4 patches, got {image_size}")
+    model = VisionTransformer(
+        image_size=image_size,
+        patch_size=4,
+        num_layers=4,
+        num_heads=4,
+        hidden_dim=64,
+        mlp_dim=128,
+        num_classes=num_classes,
+    )
+    if in_channels != 3:
+        _replace_first_conv(model, in_channels)
+    return model
 
 
 class SmallCNN(nn.Module):
@@ -208,8 +297,9 @@ def build_model(name: str, num_classes: int, in_channels: int, image_size: int) 
     """Build an untrained classifier by name for ``in_channels`` x ``image_size`` x ``image_size``
     inputs and ``num_classes`` outputs.
 
-    Names: ``resnet8`` (the small ResNet for 28x28 inputs), ``resnet20/32/44/56/110`` (CIFAR
-    ResNets, option A shortcuts), ``cnn`` (small CNN for 28x28 inputs), ``mlp``, and
+    Names: ``resnet8`` (the small ResNet for 28x28 inputs), ``resnet20/32/44/56/74/110`` (CIFAR
+    ResNets, option A shortcuts), ``densenet40`` (CIFAR DenseNet, growth 12), ``vit`` (a small
+    vision Transformer), ``cnn`` (small CNN for 28x28 inputs), ``mlp``, and
     ``tv:<name>`` for any torchvision classification model (``weights=None``, classifier sized to
     ``num_classes``, first convolution replaced when ``in_channels != 3``).
     """
@@ -224,6 +314,10 @@ def build_model(name: str, num_classes: int, in_channels: int, image_size: int) 
         )
     if name.startswith("resnet") and name in MODEL_NAMES:
         return CifarResNet(int(name.removeprefix("resnet")), num_classes, in_channels)
+    if name == "densenet40":
+        return CifarDenseNet(40, 12, num_classes, in_channels)
+    if name == "vit":
+        return small_vit(num_classes, in_channels, image_size)
     if name == "cnn":
         return SmallCNN(num_classes, in_channels, image_size)
     if name == "mlp":

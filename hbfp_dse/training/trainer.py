@@ -119,6 +119,8 @@ def _initial_state(config: TrainConfig, data: Data | None) -> TrainingState:
     if ranks is not None and config.batch_size < ranks.world:
         raise UserError(f"batch_size {config.batch_size} is less than the {ranks.world} processes")
     if device.type == "cuda":
+        if device.index is None:
+            device = torch.device("cuda", torch.cuda.current_device())
         torch.cuda.set_device(device)  # this worker's kernels, caches and context on its GPU
     seed_everything(config.seed)
     if data is None:
@@ -186,7 +188,7 @@ def train(
     with exact_float32(), _determinism(config.deterministic):
         state = _initial_state(config, data)
         if checkpoint is not None:
-            load_checkpoint(state, checkpoint, owner)
+            _resume(state, checkpoint, owner)
         if not state.leader:
             callbacks, checkpoint = (), None
         for cb in callbacks:
@@ -194,6 +196,18 @@ def train(
         if sync_every is None:
             sync_every = 1 if state.device.type == "cpu" else SYNC_EVERY_STEPS
         return _train_epochs(state, callbacks, checkpoint, owner, max(sync_every, 1))
+
+
+def _resume(state: TrainingState, checkpoint: Path, owner: CheckpointOwner | None) -> None:
+    """Every process restores the checkpoint, the leader first: only it sets unusable files
+    aside, so that all restore the same one (checked: they must agree on the epochs done)."""
+    if state.leader:
+        load_checkpoint(state, checkpoint, owner)
+    distributed.barrier(state.ranks)
+    if not state.leader:
+        load_checkpoint(state, checkpoint, owner)
+    if distributed.disagree(len(state.history), state.device, state.ranks):
+        raise RuntimeError(f"the processes restored different checkpoints of {checkpoint}")
 
 
 @contextlib.contextmanager
@@ -289,7 +303,7 @@ class _DeviceSums:
         loss_sum = loss_sum.double()
         correct = (logits.argmax(1) == labels).sum().double()
         bad = (~loss_sum.isfinite()).double()
-        count = torch.tensor(labels.shape[0], dtype=torch.float64, device=self.sums.device)
+        count = loss_sum.new_full((), labels.shape[0])  # a fill on the device: no host copy
         self.sums += torch.stack([loss_sum, correct, bad, count])
 
     def read(self) -> tuple[_Totals, bool]:
