@@ -148,3 +148,31 @@ def test_bad_models_shapes_and_batches_are_user_errors():
     # The CLI reports UserErrors as one line with exit code 2.
     assert isinstance(err.value, UserError)
     assert isinstance(err.value, ValueError)
+
+
+class TinyAttention(nn.Module):
+    """A linear layer (so that attention's input needs a gradient), then self-attention."""
+
+    def __init__(self, batch_first: bool) -> None:
+        super().__init__()
+        self.embed = nn.Linear(8, 8)
+        self.attention = nn.MultiheadAttention(8, 2, batch_first=batch_first)
+        self.batch_first = batch_first
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.embed(x)
+        if not self.batch_first:
+            h = h.transpose(0, 1)
+        return self.attention(h, h, h, need_weights=False)[0]
+
+
+@pytest.mark.parametrize("batch_first", [True, False])
+def test_attention_macs_by_hand(batch_first: bool) -> None:
+    # 5 tokens of width 8, 2 heads of 4: projections q, k, v, out 4 x 5 x 8 x 8 = 1280;
+    # per head Q·Kᵀ 5 x 4 x 5 and P·V 5 x 5 x 4: 2 heads x 2 x 100 = 400.
+    counted = {m.name: m for m in count_macs(TinyAttention(batch_first), (5, 8), batch_size=3)}
+    attention = counted["attention"]
+    assert attention.module_type == "MultiheadAttention"
+    assert (attention.forward, attention.dgrad, attention.wgrad) == (1680, 1480, 1480)
+    assert attention.weight_elements == 4 * 8 * 8
+    assert set(counted) == {"embed", "attention"}  # out_proj is the attention's, not a layer

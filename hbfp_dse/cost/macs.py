@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
@@ -18,8 +18,9 @@ from .errors import CostError
 
 GemmRole = Literal["forward", "dgrad", "wgrad"]
 GEMM_ROLES: tuple[GemmRole, ...] = ("forward", "dgrad", "wgrad")
-# Subclasses (the emulation backend's quantized layers) are counted too.
-GEMM_LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+# Subclasses (the emulation backend's quantized layers) are counted too. A multi-head
+# attention is one layer: its four projections and its two attention matmuls.
+GEMM_LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.MultiheadAttention)
 
 
 @dataclass(frozen=True)
@@ -59,8 +60,8 @@ def count_macs(
     eval mode (no BatchNorm statistics change; training modes are restored) on zeros of shape
     ``(batch_size, *input_shape)``. Grad mode is on so that ``requires_grad`` marks the
     activations that depend on trainable parameters: a layer whose input does not needs no
-    data gradient. Only module GEMMs are seen; functional matmuls (attention scores, say)
-    are not counted.
+    data gradient. Only module GEMMs are seen, ``nn.MultiheadAttention`` among them (see
+    :func:`_attention_macs`); other functional matmuls are not counted.
     """
     if batch_size < 1:
         raise CostError(f"batch_size must be at least 1, got {batch_size}")
@@ -74,16 +75,19 @@ def count_macs(
         raise CostError(f"{type(model).__name__} has no Conv1d/2d/3d or Linear layer to count")
     counts: dict[nn.Module, list[int]] = {}  # forward, dgrad, wgrad, input elements
 
-    def hook(module: nn.Module, args: tuple[Tensor, ...], output: Tensor) -> None:
+    def hook(module: nn.Module, args: tuple[Tensor, ...], output: Any) -> None:
         x = args[0]
-        macs = _forward_macs(module, x, output)
-        if macs % batch_size or x.numel() % batch_size:
+        if isinstance(module, nn.MultiheadAttention):
+            macs = _attention_macs(module, *args[:3])
+        else:
+            fwd = _forward_macs(module, x, output)
+            weighted = module.weight.requires_grad
+            macs = (fwd, fwd if x.requires_grad else 0, fwd if weighted else 0)
+        if any(m % batch_size for m in macs) or x.numel() % batch_size:
             raise CostError(f"layer {names[module]!r}: work is not proportional to the batch")
-        per_sample = macs // batch_size
         total = counts.setdefault(module, [0, 0, 0, 0])
-        total[0] += per_sample
-        total[1] += per_sample if x.requires_grad else 0
-        total[2] += per_sample if module.weight.requires_grad else 0
+        for role, m in enumerate(macs):
+            total[role] += m // batch_size
         total[3] += x.numel() // batch_size
 
     parameter = next(model.parameters())
@@ -111,11 +115,45 @@ def count_macs(
             forward=fwd,
             dgrad=dgrad,
             wgrad=wgrad,
-            weight_elements=module.weight.numel(),
+            weight_elements=_weight_elements(module),
             input_elements=inputs,
         )
         for module, (fwd, dgrad, wgrad, inputs) in counts.items()
     )
+
+
+def _attention_macs(
+    module: nn.MultiheadAttention, query: Tensor, key: Tensor, value: Tensor
+) -> tuple[int, int, int]:
+    """Forward, data-gradient and weight-gradient MACs of one attention call: the q, k, v and
+    output projections (Linear GEMMs), and per head ``Q·Kᵀ`` ([L, d] x [d, S]) and ``P·V``
+    ([L, S] x [S, d]), whose two gradient products each count as the matmul's dgrad (for its
+    left operand, as a Linear's X) and wgrad (for its right one, as a Linear's W)."""
+    embed = module.embed_dim
+    queries = query.numel() // query.shape[-1]  # batch x L positions
+    keys = key.numel() // key.shape[-1]  # batch x S
+    per_query_keys = keys // max(queries // _query_length(module, query), 1)
+    per_query_keys += int(module.bias_k is not None) + int(module.add_zero_attn)
+    inputs = queries * embed * embed + keys * (key.shape[-1] + value.shape[-1]) * embed
+    output = queries * embed * embed
+    matmuls = 2 * queries * per_query_keys * embed  # H heads of d = E / H
+    weighted = module.out_proj.weight.requires_grad
+    forward = inputs + output + matmuls
+    dgrad = (inputs if query.requires_grad else 0) + output + matmuls // 2
+    wgrad = (inputs + output if weighted else 0) + matmuls // 2
+    return forward, dgrad, wgrad
+
+
+def _query_length(module: nn.MultiheadAttention, query: Tensor) -> int:
+    if query.dim() == 2:
+        return query.shape[0]
+    return query.shape[1] if module.batch_first else query.shape[0]
+
+
+def _weight_elements(module: nn.Module) -> int:
+    if isinstance(module, nn.MultiheadAttention):
+        return sum(p.numel() for n, p in module.named_parameters() if n.endswith("weight"))
+    return module.weight.numel()
 
 
 def _torch_class(module: nn.Module) -> str:

@@ -20,23 +20,26 @@ class PlannedCost:
     schedule: list[dict[str, str]]  # resolved format names, one dict per epoch
 
 
+# What decides a model's layers and their shapes.
+_SHAPE_FIELDS = ("model", "dataset", "data_dir", "image_size", "quantize_attention")
+
+
 @functools.cache
 def _layers_and_macs(
-    model: str, dataset: str
+    shape: tuple[tuple[str, object], ...],
 ) -> tuple[tuple[LayerInfo, ...], tuple[LayerMACs, ...]]:
     """Building a model and counting its MACs is most of the cost of pricing a run: once per
-    model and dataset (a sweep of 10^4 runs prices one model 10^4 times)."""
-    built = model_for(TrainConfig(model=model, dataset=dataset))
+    model and data shape (a sweep of 10^4 runs prices one model 10^4 times)."""
+    config = TrainConfig.model_validate(dict(shape))
+    built = model_for(config, attention=config.quantize_attention)
     return tuple(built.layers), tuple(count_macs(built.model, built.input_shape))
 
 
 def config_cost(config: TrainConfig, areas: UnitAreas | None = None) -> PlannedCost:
-    """Density and MAC shares of ``config`` without training it (one dry forward pass).
-
-    Attention stays unconverted: the cost model prices module GEMMs only, so a quantized
-    ``nn.MultiheadAttention`` would be a scheduled layer it cannot count.
-    """
-    layers, macs = _layers_and_macs(config.model, config.dataset)
+    """Density and MAC shares of ``config`` without training it (one dry forward pass), its
+    layers as training converts them (multi-head attention as one layer where it is)."""
+    shape = tuple((name, getattr(config, name)) for name in _SHAPE_FIELDS)
+    layers, macs = _layers_and_macs(shape)
     resolved = config.schedule.build().resolve(layers, config.epochs)
     return PlannedCost(
         cost=run_cost(macs, resolved, areas),
