@@ -15,6 +15,7 @@ from ..emulation import LayerInfo, convert, layer_infos
 from ..errors import UserError
 from ..formats import NoiseStream
 from .config import TrainConfig
+from .custom import is_import_path, user_dataset
 from .data import DATASET_INFO, DATASET_NAMES, DatasetInfo
 from .folders import FOLDER_DATASET, folder_info
 from .models import TRANSFORMER_NAMES, build_model
@@ -37,12 +38,14 @@ class BuiltModel:
 
 def dataset_info(config: TrainConfig) -> DatasetInfo:
     """The facts of the configuration's dataset: a name's, or an image folder's."""
+    if is_import_path(config.dataset):
+        return user_dataset(config.dataset, config.data_dir).info
     if config.dataset == FOLDER_DATASET:
         root = Path(config.data_dir).expanduser() if config.data_dir is not None else None
         return folder_info(root, config.image_size)
     info = DATASET_INFO.get(config.dataset)
     if info is None:
-        names = ", ".join((*DATASET_NAMES, FOLDER_DATASET))
+        names = ", ".join((*DATASET_NAMES, FOLDER_DATASET, "package.module:function"))
         raise UserError(f"unknown dataset {config.dataset!r}; accepted names: {names}")
     return info
 

@@ -456,16 +456,20 @@ def load_dataset(
         raise UserError(f"unknown dataset {name!r}; accepted names: {', '.join(DATASET_NAMES)}")
     if name == "mnist-5k":
         train, test = _load_mnist_5k(train_size, test_size, split_seed)
-    elif name == "synthetic-cifar10":
-        full_train, full_test = _load_synthetic(split_seed)
-        generator = torch.Generator().manual_seed(split_seed)
-        train = _take(full_train, train_size, generator, "train_size")
-        test = _take(full_test, test_size, generator, "test_size")
+        return DatasetPair(DATASET_INFO[name], train, test)
+    if name == "synthetic-cifar10":
+        train, test = _load_synthetic(split_seed)
     else:
-        full_train, full_test = _load_torchvision(
+        train, test = _load_torchvision(
             name, Path(root).expanduser() if root is not None else None, download
         )
-        generator = torch.Generator().manual_seed(split_seed)
-        train = _take(full_train, train_size, generator, "train_size")
-        test = _take(full_test, test_size, generator, "test_size")
-    return DatasetPair(DATASET_INFO[name], train, test)
+    return subsets(DatasetPair(DATASET_INFO[name], train, test), train_size, test_size, split_seed)
+
+
+def subsets(
+    pair: DatasetPair, train_size: int | None, test_size: int | None, split_seed: int
+) -> DatasetPair:
+    """Class-balanced subsets of both splits after a shuffle seeded by ``split_seed``."""
+    generator = torch.Generator().manual_seed(split_seed)
+    train = _take(pair.train, train_size, generator, "train_size")
+    return DatasetPair(pair.info, train, _take(pair.test, test_size, generator, "test_size"))

@@ -11,8 +11,8 @@ from torch import Tensor, nn
 from torchvision.models.vision_transformer import VisionTransformer
 
 from ..errors import UserError
+from .custom import TORCHVISION_PREFIX, is_import_path, user_model
 
-TORCHVISION_PREFIX = "tv:"
 CIFAR_RESNET_DEPTHS = (8, 20, 32, 44, 56, 74, 110)
 MODEL_NAMES: tuple[str, ...] = (
     *(f"resnet{depth}" for depth in CIFAR_RESNET_DEPTHS),
@@ -246,7 +246,10 @@ def torchvision_model_names() -> list[str]:
 
 
 def _accepted_names() -> str:
-    return ", ".join(MODEL_NAMES) + f", {TORCHVISION_PREFIX}<torchvision classification model>"
+    return (
+        ", ".join(MODEL_NAMES)
+        + f", {TORCHVISION_PREFIX}<torchvision classification model>, package.module:function"
+    )
 
 
 def _replace_first_conv(model: nn.Module, in_channels: int) -> None:
@@ -301,13 +304,16 @@ def build_model(name: str, num_classes: int, in_channels: int, image_size: int) 
     ResNets, option A shortcuts), ``densenet40`` (CIFAR DenseNet, growth 12), ``vit`` (a small
     vision Transformer), ``cnn`` (small CNN for 28x28 inputs), ``mlp``, and
     ``tv:<name>`` for any torchvision classification model (``weights=None``, classifier sized to
-    ``num_classes``, first convolution replaced when ``in_channels != 3``).
+    ``num_classes``, first convolution replaced when ``in_channels != 3``), and
+    ``package.module:function`` for a user's own (``custom.py``).
     """
     if num_classes < 1 or in_channels < 1 or image_size < 1:
         raise UserError(
             f"num_classes, in_channels and image_size must be positive, got "
             f"{num_classes}, {in_channels}, {image_size}"
         )
+    if is_import_path(name):
+        return user_model(name, num_classes, in_channels, image_size)
     if name.startswith(TORCHVISION_PREFIX):
         return _build_torchvision(
             name.removeprefix(TORCHVISION_PREFIX), num_classes, in_channels, image_size

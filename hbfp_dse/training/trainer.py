@@ -22,7 +22,8 @@ from . import distributed
 from .assembly import model_for
 from .checkpoint import CheckpointOwner, load_checkpoint, save_checkpoint, seed_everything
 from .config import TrainConfig
-from .data import DatasetPair, TensorBatches, load_dataset
+from .custom import is_import_path, user_dataset
+from .data import DatasetPair, TensorBatches, load_dataset, subsets
 from .devices import exact_float32, resolve_device
 from .distributed import Ranks
 from .folders import FOLDER_DATASET, FolderBatches, FolderDataset, load_folders
@@ -94,6 +95,8 @@ def load_config_data(config: TrainConfig) -> Data:
     dataset, root, download, train_size, test_size, split_seed, image_size, workers = (
         config.data_key()
     )
+    if is_import_path(dataset):
+        return subsets(user_dataset(dataset, root), train_size, test_size, split_seed)
     if dataset == FOLDER_DATASET:
         return load_folders(
             Path(root).expanduser() if root is not None else None,
