@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from hbfp_dse.cli.app import app
-from hbfp_dse.cost import pe_area
+from hbfp_dse.cost import GEMM_ROLES, pe_area
 
 BUILTIN = resources.files("hbfp_dse").joinpath("data", "unit_areas_um2.csv").read_text("utf-8")
 FORMAT_KEYS = {
@@ -334,3 +334,29 @@ def test_error_message_keeps_long_paths_and_brackets_intact(runner, tmp_path):
     result = invoke(runner, "formats", "--areas", str(path))
     assert_user_error(result, str(path))
     assert result.stderr.count("\n") == 1
+
+
+def test_cost_counts_the_attention_matmuls_and_type_selects_attention(tmp_path: Path) -> None:
+    file = tmp_path / "vit.yaml"
+    file.write_text(
+        "model: vit\ndataset: cifar10\nepochs: 2\n"
+        "schedule: [{format: hbfp4}, {format: hbfp8, layers: ['type:multiheadattention']}]\n"
+    )
+    result = CliRunner().invoke(app, ["cost", str(file), "--format", "json"])
+    assert result.exit_code == 0, result.output
+    layers = json.loads(result.stdout)["layers"]
+    attention = [layer for layer in layers if "attention" in layer]
+    assert len(attention) == 4  # one per encoder block
+    for layer in attention:
+        # 8 x 8 patches and the class token; 4 heads of 16.
+        shape = layer["attention"]
+        assert (shape["heads"], shape["head_dim"]) == (4, 16)
+        assert (shape["queries"], shape["keys"]) == (65, 65)
+        matmul = 4 * 65 * 65 * 16
+        assert shape["matmul_macs_per_sample"] == dict.fromkeys(GEMM_ROLES, matmul)
+        assert layer["formats"] == ["hbfp8"]
+        # Projections 4 x 65 x 64 x 64 and two matmuls, three GEMMs each, two epochs.
+        assert layer["macs_per_sample"] == 2 * 3 * (4 * 65 * 64 * 64 + 2 * 4 * 65 * 65 * 16)
+    assert {fmt for layer in layers if "attention" not in layer for fmt in layer["formats"]} == {
+        "hbfp4"
+    }

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any
 
 from rich.table import Table
 
 from ..cost.density import RunCost
+from ..cost.macs import GEMM_ROLES, AttentionShape
 from ..experiments.costing import config_cost
 from ..training.config import load_train_config
 from .common import console, print_json, user_errors
@@ -37,7 +39,8 @@ def cost(
     width and per layer."""
     overrides = {"model": model, "dataset": dataset, "epochs": epochs, "schedule": schedule}
     config = load_train_config(config_file, overrides)
-    result = config_cost(config, areas_table(areas)).cost
+    planned = config_cost(config, areas_table(areas))
+    result = planned.cost
     if output is OutputFormat.json:
         print_json(
             {
@@ -48,7 +51,7 @@ def cost(
                 "density_vs_bf16": result.density_vs_bf16,
                 "macs_per_sample": result.macs,
                 "mac_share": result.mac_share_by_label(),
-                "layers": _layers(result),
+                "layers": _layers(result, planned.attention),
             }
         )
         return
@@ -60,11 +63,14 @@ def cost(
     shares = result.mac_share_by_label().items()
     console.print("MACs by mantissa width: " + ", ".join(f"{k} {v:.2%}" for k, v in shares))
     console.print(_layer_table(result))
+    if planned.attention:
+        console.print(_attention_table(result, planned.attention))
 
 
-def _layers(result: RunCost) -> list[dict[str, Any]]:
-    return [
-        {
+def _layers(result: RunCost, attention: dict[str, AttentionShape]) -> list[dict[str, Any]]:
+    layers = []
+    for layer in result.layers:
+        entry: dict[str, Any] = {
             "name": layer.name,
             "type": layer.module_type,
             "macs_per_sample": layer.macs,
@@ -72,8 +78,33 @@ def _layers(result: RunCost) -> list[dict[str, Any]]:
             "density_vs_fp32": layer.density,
             "formats": list(layer.formats),
         }
-        for layer in result.layers
-    ]
+        shape = attention.get(layer.name)
+        if shape is not None:
+            entry["attention"] = {
+                **asdict(shape),
+                "matmul_macs_per_sample": {  # each of Q·Kᵀ and P·V, each epoch
+                    role: shape.matmul_macs for role in GEMM_ROLES
+                },
+            }
+        layers.append(entry)
+    return layers
+
+
+def _attention_table(result: RunCost, attention: dict[str, AttentionShape]) -> Table:
+    table = Table(title="Attention matmuls (per sample and epoch; each of forward, dgrad, wgrad)")
+    for column in ("layer", "heads x dim", "queries x keys", "Q·Kᵀ MACs", "P·V MACs", "formats"):
+        table.add_column(column, justify="left" if column in ("layer", "formats") else "right")
+    formats = {layer.name: layer.formats for layer in result.layers}
+    for name, shape in attention.items():
+        table.add_row(
+            name,
+            f"{shape.heads} x {shape.head_dim}",
+            f"{shape.queries} x {shape.keys}",
+            f"{shape.matmul_macs:,}",
+            f"{shape.matmul_macs:,}",
+            ", ".join(formats[name]),
+        )
+    return table
 
 
 def _layer_table(result: RunCost) -> Table:

@@ -24,6 +24,22 @@ GEMM_LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.MultiheadAttention
 
 
 @dataclass(frozen=True)
+class AttentionShape:
+    """The two attention matmuls of a multi-head attention call, per sample: ``heads`` of
+    ``head_dim`` over ``queries`` x ``keys`` positions. Each of ``Q·Kᵀ`` and ``P·V`` does
+    ``matmul_macs`` MACs in each of its three GEMMs (forward, dgrad, wgrad)."""
+
+    heads: int
+    head_dim: int
+    queries: int
+    keys: int
+
+    @property
+    def matmul_macs(self) -> int:
+        return self.heads * self.queries * self.keys * self.head_dim
+
+
+@dataclass(frozen=True)
 class LayerMACs:
     """One GEMM layer's work per sample, summed over its calls in a forward pass.
 
@@ -42,6 +58,7 @@ class LayerMACs:
     wgrad: int
     weight_elements: int
     input_elements: int
+    attention: AttentionShape | None = None  # for a multi-head attention layer
 
     def macs(self, role: GemmRole) -> int:
         return {"forward": self.forward, "dgrad": self.dgrad, "wgrad": self.wgrad}[role]
@@ -74,11 +91,13 @@ def count_macs(
     if not names:
         raise CostError(f"{type(model).__name__} has no Conv1d/2d/3d or Linear layer to count")
     counts: dict[nn.Module, list[int]] = {}  # forward, dgrad, wgrad, input elements
+    shapes: dict[nn.Module, AttentionShape] = {}
 
     def hook(module: nn.Module, args: tuple[Tensor, ...], output: Any) -> None:
         x = args[0]
         if isinstance(module, nn.MultiheadAttention):
             macs = _attention_macs(module, *args[:3])
+            shapes[module] = _attention_shape(module, *args[:2])
         else:
             fwd = _forward_macs(module, x, output)
             weighted = module.weight.requires_grad
@@ -117,9 +136,16 @@ def count_macs(
             wgrad=wgrad,
             weight_elements=_weight_elements(module),
             input_elements=inputs,
+            attention=shapes.get(module),
         )
         for module, (fwd, dgrad, wgrad, inputs) in counts.items()
     )
+
+
+def _attention_shape(module: nn.MultiheadAttention, query: Tensor, key: Tensor) -> AttentionShape:
+    length = _query_length(module, query)
+    keys = _query_length(module, key) + int(module.bias_k is not None) + int(module.add_zero_attn)
+    return AttentionShape(module.num_heads, module.head_dim, length, keys)
 
 
 def _attention_macs(
@@ -132,22 +158,22 @@ def _attention_macs(
     embed = module.embed_dim
     queries = query.numel() // query.shape[-1]  # batch x L positions
     keys = key.numel() // key.shape[-1]  # batch x S
-    per_query_keys = keys // max(queries // _query_length(module, query), 1)
-    per_query_keys += int(module.bias_k is not None) + int(module.add_zero_attn)
+    batch = queries // _query_length(module, query)
     inputs = queries * embed * embed + keys * (key.shape[-1] + value.shape[-1]) * embed
     output = queries * embed * embed
-    matmuls = 2 * queries * per_query_keys * embed  # H heads of d = E / H
+    matmuls = 2 * batch * _attention_shape(module, query, key).matmul_macs
     weighted = module.out_proj.weight.requires_grad
     forward = inputs + output + matmuls
-    dgrad = (inputs if query.requires_grad else 0) + output + matmuls // 2
-    wgrad = (inputs + output if weighted else 0) + matmuls // 2
+    dgrad = (inputs if query.requires_grad else 0) + output + matmuls
+    wgrad = (inputs + output if weighted else 0) + matmuls
     return forward, dgrad, wgrad
 
 
-def _query_length(module: nn.MultiheadAttention, query: Tensor) -> int:
-    if query.dim() == 2:
-        return query.shape[0]
-    return query.shape[1] if module.batch_first else query.shape[0]
+def _query_length(module: nn.MultiheadAttention, sequence: Tensor) -> int:
+    """Positions of a query (or key) sequence, unbatched or batched in either layout."""
+    if sequence.dim() == 2:
+        return sequence.shape[0]
+    return sequence.shape[1] if module.batch_first else sequence.shape[0]
 
 
 def _weight_elements(module: nn.Module) -> int:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from ..cost.areas import UnitAreas
 from ..cost.density import RunCost, run_cost
-from ..cost.macs import LayerMACs, count_macs
+from ..cost.macs import AttentionShape, LayerMACs, count_macs
 from ..emulation import LayerInfo
 from ..training.assembly import model_for
 from ..training.config import TrainConfig
@@ -18,6 +18,7 @@ from ..training.results import format_names
 class PlannedCost:
     cost: RunCost
     schedule: list[dict[str, str]]  # resolved format names, one dict per epoch
+    attention: dict[str, AttentionShape]  # the attention layers' matmuls, by layer name
 
 
 # What decides a model's layers and their shapes.
@@ -44,4 +45,5 @@ def config_cost(config: TrainConfig, areas: UnitAreas | None = None) -> PlannedC
     return PlannedCost(
         cost=run_cost(macs, resolved, areas),
         schedule=[format_names(formats) for formats in resolved],
+        attention={m.name: m.attention for m in macs if m.attention is not None},
     )
