@@ -16,7 +16,7 @@ from hbfp_dse.experiments.identity import VERSIONED_FIELDS, config_hash
 from hbfp_dse.experiments.sweepfile import expand, load_sweep, on_device
 from hbfp_dse.training.config import TrainConfig
 
-ADDED_SINCE = {"image_size", "loader_workers"}
+ADDED_SINCE = {"image_size", "loader_workers", "context_length"}
 SWEEPS = sorted((Path(__file__).parent.parent / "sweeps").glob("*.yaml"))
 
 

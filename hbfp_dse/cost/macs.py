@@ -69,13 +69,17 @@ class LayerMACs:
 
 
 def count_macs(
-    model: nn.Module, input_shape: Sequence[int], batch_size: int = 1
+    model: nn.Module,
+    input_shape: Sequence[int],
+    batch_size: int = 1,
+    input_dtype: torch.dtype | None = None,
 ) -> tuple[LayerMACs, ...]:
     """Per-sample MACs of each Conv1d/2d/3d and Linear layer of ``model``, in call order.
 
     ``input_shape`` excludes the batch dimension, e.g. ``(1, 28, 28)``. The dry pass runs in
     eval mode (no BatchNorm statistics change; training modes are restored) on zeros of shape
-    ``(batch_size, *input_shape)``. Grad mode is on so that ``requires_grad`` marks the
+    ``(batch_size, *input_shape)`` (of ``input_dtype``, default the parameters': int64 for
+    token ids). Grad mode is on so that ``requires_grad`` marks the
     activations that depend on trainable parameters: a layer whose input does not needs no
     data gradient. Only module GEMMs are seen, ``nn.MultiheadAttention`` among them (see
     :func:`_attention_macs`); other functional matmuls are not counted.
@@ -110,7 +114,8 @@ def count_macs(
         total[3] += x.numel() // batch_size
 
     parameter = next(model.parameters())
-    x = torch.zeros(batch_size, *input_shape, dtype=parameter.dtype, device=parameter.device)
+    dtype = input_dtype or parameter.dtype
+    x = torch.zeros(batch_size, *input_shape, dtype=dtype, device=parameter.device)
     modes = [(module, module.training) for module in model.modules()]
     handles = [module.register_forward_hook(hook) for module in names]
     try:

@@ -22,7 +22,14 @@ class PlannedCost:
 
 
 # What decides a model's layers and their shapes.
-_SHAPE_FIELDS = ("model", "dataset", "data_dir", "image_size", "quantize_attention")
+_SHAPE_FIELDS = (
+    "model",
+    "dataset",
+    "data_dir",
+    "image_size",
+    "context_length",
+    "quantize_attention",
+)
 
 
 @functools.cache
@@ -33,7 +40,8 @@ def _layers_and_macs(
     model and data shape (a sweep of 10^4 runs prices one model 10^4 times)."""
     config = TrainConfig.model_validate(dict(shape))
     built = model_for(config, attention=config.quantize_attention)
-    return tuple(built.layers), tuple(count_macs(built.model, built.input_shape))
+    macs = count_macs(built.model, built.input_shape, input_dtype=built.input_dtype)
+    return tuple(built.layers), tuple(macs)
 
 
 def config_cost(config: TrainConfig, areas: UnitAreas | None = None) -> PlannedCost:

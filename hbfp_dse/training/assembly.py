@@ -9,16 +9,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
 from torch import nn
 
 from ..emulation import LayerInfo, convert, layer_infos
 from ..errors import UserError
 from ..formats import NoiseStream
 from .config import TrainConfig
-from .custom import is_import_path, user_dataset
+from .custom import is_import_path, user_dataset, user_language_model
 from .data import DATASET_INFO, DATASET_NAMES, DatasetInfo
 from .folders import FOLDER_DATASET, folder_info
-from .models import TRANSFORMER_NAMES, build_model
+from .models import LANGUAGE_MODEL_NAMES, TRANSFORMER_NAMES, build_model
+from .text import TEXT_DATASETS, text_info
 
 
 @dataclass(frozen=True)
@@ -31,13 +33,21 @@ class BuiltModel:
     layers: list[LayerInfo]
 
     @property
-    def input_shape(self) -> tuple[int, int, int]:
-        """One sample's shape: channels, height, width."""
+    def input_shape(self) -> tuple[int, ...]:
+        """One sample's shape: channels, height, width; or the tokens of a text sample."""
+        if self.info.kind == "text":
+            return (self.info.image_size,)
         return (self.info.in_channels, self.info.image_size, self.info.image_size)
+
+    @property
+    def input_dtype(self) -> torch.dtype:
+        return torch.int64 if self.info.kind == "text" else torch.float32
 
 
 def dataset_info(config: TrainConfig) -> DatasetInfo:
     """The facts of the configuration's dataset: a name's, or an image folder's."""
+    if config.dataset in TEXT_DATASETS:
+        return text_info(config.dataset, config.context_length)
     if is_import_path(config.dataset):
         return user_dataset(config.dataset, config.data_dir).info
     if config.dataset == FOLDER_DATASET:
@@ -45,7 +55,9 @@ def dataset_info(config: TrainConfig) -> DatasetInfo:
         return folder_info(root, config.image_size)
     info = DATASET_INFO.get(config.dataset)
     if info is None:
-        names = ", ".join((*DATASET_NAMES, FOLDER_DATASET, "package.module:function"))
+        names = ", ".join(
+            (*DATASET_NAMES, FOLDER_DATASET, *TEXT_DATASETS, "package.module:function")
+        )
         raise UserError(f"unknown dataset {config.dataset!r}; accepted names: {names}")
     return info
 
@@ -60,6 +72,13 @@ def model_for(
     ``config.quantize_attention``); the shipped Transformers' attention is always converted.
     """
     info = dataset_info(config)
-    model = build_model(config.model, info.num_classes, info.in_channels, info.image_size)
+    text = info.kind == "text"
+    if is_import_path(config.model) and text:
+        model = user_language_model(config.model, info.num_classes, info.image_size)
+    elif not is_import_path(config.model) and (config.model in LANGUAGE_MODEL_NAMES) != text:
+        kind = "text" if text else "images"
+        raise UserError(f"model {config.model!r} does not train on {kind} ({config.dataset})")
+    else:
+        model = build_model(config.model, info.num_classes, info.in_channels, info.image_size)
     convert(model, noise=noise, attention=attention or config.model in TRANSFORMER_NAMES)
     return BuiltModel(model, info, layer_infos(model))

@@ -15,7 +15,7 @@ from ..formats import NoiseStream
 from .assembly import model_for
 from .config import TrainConfig
 from .devices import resolve_device
-from .models import build_model
+from .models import LANGUAGE_MODEL_NAMES, build_model
 from .optim import OptimizerConfig, build_optimizer
 
 
@@ -40,7 +40,9 @@ class StepBenchmark:
 
 
 def default_dataset(model: str) -> str:
-    """The input shape a model is usually trained on: 28x28 digits or 32x32 colour."""
+    """The input shape a model is usually trained on: 28x28 digits, 32x32 colour, or text."""
+    if model in LANGUAGE_MODEL_NAMES:
+        return "pydoc-topics"
     return "mnist-5k" if model in ("cnn", "mlp", "resnet8") else "cifar10"
 
 
@@ -86,9 +88,14 @@ def benchmark_steps(
     plain = build_model(model, info.num_classes, info.in_channels, info.image_size)
     plain.load_state_dict(built.model.state_dict())  # conversion keeps the state-dict keys
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
-    images = torch.randn(batch_size, *built.input_shape)
-    images = images.to(target).contiguous(memory_format=memory_format)
-    labels = torch.randint(0, info.num_classes, (batch_size,), device=target)
+    if info.kind == "text":  # random tokens, each labelled with a random next token
+        shape = (batch_size, *built.input_shape)
+        images = torch.randint(0, info.num_classes, shape, device=target)
+        labels = torch.randint(0, info.num_classes, shape, device=target).flatten()
+    else:
+        images = torch.randn(batch_size, *built.input_shape)
+        images = images.to(target).contiguous(memory_format=memory_format)
+        labels = torch.randint(0, info.num_classes, (batch_size,), device=target)
     models = [m.to(target, memory_format=memory_format) for m in (plain, built.model)]
     optimizers = [build_optimizer(m, OptimizerConfig()) for m in models]
 
@@ -96,7 +103,7 @@ def benchmark_steps(
         if target.type == "cuda":
             torch.cuda.synchronize(target)
         start = time.perf_counter()
-        loss = F.cross_entropy(model(images), labels)
+        loss = F.cross_entropy(model(images).flatten(0, -2), labels)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

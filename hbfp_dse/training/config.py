@@ -16,6 +16,7 @@ from .optim import LRScheduleConfig, OptimizerConfig
 
 DEFAULT_IMAGE_SIZE = 224  # an image folder's crops
 DEFAULT_LOADER_WORKERS = 4
+DEFAULT_CONTEXT_LENGTH = 64  # tokens a text sample holds
 # Seeds are stored in 32-bit integer columns (PostgreSQL's INTEGER).
 Seed = Annotated[int, Field(ge=0, le=2**31 - 1)]
 
@@ -122,6 +123,7 @@ class TrainConfig(StrictModel):
     augment: bool | None = None
     image_size: int | None = Field(None, ge=8, le=4096)  # imagefolder's crops (default 224)
     loader_workers: int = Field(DEFAULT_LOADER_WORKERS, ge=0, le=64)  # imagefolder's decoders
+    context_length: int | None = Field(None, ge=2, le=4096)  # text datasets' (default 64)
 
     epochs: int = Field(5, ge=1, le=10_000)
     batch_size: int = Field(64, ge=1)
@@ -155,6 +157,7 @@ class TrainConfig(StrictModel):
             self.split_seed,
             self.image_size,
             self.loader_workers,
+            self.context_length,
         )
 
     @model_validator(mode="after")
@@ -168,6 +171,11 @@ class TrainConfig(StrictModel):
             raise ValueError("loader_workers applies to dataset imagefolder only")
         if self.image_size == DEFAULT_IMAGE_SIZE:
             self.image_size = None
+        text = self.dataset in ("pydoc-topics", "text")
+        if self.context_length is not None and not text:
+            raise ValueError("context_length applies to the text datasets only")
+        if self.context_length == DEFAULT_CONTEXT_LENGTH:
+            self.context_length = None
         return self
 
     @field_validator("weight_storage")

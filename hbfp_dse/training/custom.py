@@ -1,11 +1,12 @@
 """Models and datasets a user names by import path: ``model: package.module:function``.
 
 The module is imported from the working directory or ``PYTHONPATH``. A model function is called
-with the task's shape (``num_classes``, ``in_channels``, ``image_size``) as keywords and must
-return an ``nn.Module``. A dataset function is called with ``data_dir`` (the configuration's,
-or None) and must return a mapping with ``train`` and ``test``, each an (images, labels) pair:
-uint8 N x C x H x W images, int64 labels from 0; ``mean`` and ``std`` (per channel, of x/255)
-and ``augment`` (CIFAR's crop and flip) are optional. Every failure is one message naming the
+with the task's shape as keywords (``num_classes``, ``in_channels``, ``image_size`` for images;
+``vocabulary`` and ``context_length`` for text) and must return an ``nn.Module``. A dataset
+function is called with ``data_dir`` (the configuration's, or None) and must return a mapping
+with ``train`` and ``test``, each an (images, labels) pair: uint8 N x C x H x W images, int64
+labels from 0; ``mean`` and ``std`` (per channel, of x/255) and ``augment`` (CIFAR's crop and
+flip) are optional. Every failure is one message naming the
 key and the path.
 """
 
@@ -68,6 +69,15 @@ def user_model(path: str, num_classes: int, in_channels: int, image_size: int) -
     model = _call(
         "model", path, num_classes=num_classes, in_channels=in_channels, image_size=image_size
     )
+    if not isinstance(model, nn.Module):
+        raise UserError(f"model {path!r}: returned a {type(model).__name__}, not an nn.Module")
+    return model
+
+
+def user_language_model(path: str, vocabulary: int, context_length: int) -> nn.Module:
+    """A model of a text dataset's tokens: called with ``vocabulary`` and ``context_length``,
+    it maps int64 tokens N x T to logits N x T x vocabulary."""
+    model = _call("model", path, vocabulary=vocabulary, context_length=context_length)
     if not isinstance(model, nn.Module):
         raise UserError(f"model {path!r}: returned a {type(model).__name__}, not an nn.Module")
     return model

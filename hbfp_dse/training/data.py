@@ -86,6 +86,7 @@ class DatasetInfo:
     mean: tuple[float, ...]
     std: tuple[float, ...]
     augment: bool
+    kind: str = "image"  # or "text": num_classes is then the vocabulary, image_size the context
 
 
 _MNIST_STATS = ((0.1307,), (0.3081,))

@@ -18,11 +18,14 @@ MODEL_NAMES: tuple[str, ...] = (
     *(f"resnet{depth}" for depth in CIFAR_RESNET_DEPTHS),
     "densenet40",
     "vit",
+    "gpt",
     "cnn",
     "mlp",
 )
 # The shipped Transformers: their attention matmuls always run quantized.
-TRANSFORMER_NAMES = ("vit",)
+TRANSFORMER_NAMES = ("vit", "gpt")
+# Models of token sequences: built from (vocabulary, context length).
+LANGUAGE_MODEL_NAMES = ("gpt",)
 
 # Torchvision builders whose defaults do not suit training from scratch at an arbitrary size.
 _TORCHVISION_KWARGS = {
@@ -197,6 +200,55 @@ def small_vit(num_classes: int, in_channels: int, image_size: int) -> nn.Module:
     return model
 
 
+class CausalBlock(nn.Module):
+    """Pre-norm decoder block: causal multi-head self-attention, then a GELU MLP of 4x."""
+
+    def __init__(self, width: int, heads: int) -> None:
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(width)
+        self.attention = nn.MultiheadAttention(width, heads, batch_first=True)
+        self.ln_2 = nn.LayerNorm(width)
+        self.mlp = nn.Sequential(
+            nn.Linear(width, 4 * width), nn.GELU(), nn.Linear(4 * width, width)
+        )
+
+    def forward(self, x: Tensor, mask: Tensor) -> Tensor:
+        h = self.ln_1(x)
+        x = x + self.attention(h, h, h, attn_mask=mask, need_weights=False, is_causal=True)[0]
+        return x + self.mlp(self.ln_2(x))
+
+
+class TinyGPT(nn.Module):
+    """A decoder-only Transformer for next-token prediction: token and position embeddings,
+    ``layers`` causal blocks, a final LayerNorm and a linear head over the vocabulary; logits
+    N x T x vocabulary for tokens N x T (T at most ``context``)."""
+
+    def __init__(
+        self, vocabulary: int, context: int, width: int = 64, layers: int = 4, heads: int = 4
+    ) -> None:
+        super().__init__()
+        self.tokens = nn.Embedding(vocabulary, width)
+        self.positions = nn.Embedding(context, width)
+        self.blocks = nn.ModuleList(CausalBlock(width, heads) for _ in range(layers))
+        self.ln = nn.LayerNorm(width)
+        self.head = nn.Linear(width, vocabulary)
+        mask = torch.full((context, context), float("-inf")).triu(1)
+        self.register_buffer("mask", mask, persistent=False)
+        for module in self.modules():
+            if isinstance(module, nn.Linear | nn.Embedding):
+                nn.init.normal_(module.weight, std=0.02)
+            if isinstance(module, nn.Linear) and module.bias is not None:
+                nn.init.zeros_(module.bias)
+
+    def forward(self, tokens: Tensor) -> Tensor:
+        length = tokens.shape[1]
+        x = self.tokens(tokens) + self.positions(torch.arange(length, device=tokens.device))
+        mask = self.mask[:length, :length]
+        for block in self.blocks:
+            x = block(x, mask)
+        return self.head(self.ln(x))
+
+
 class SmallCNN(nn.Module):
     """Small CNN for 28x28 inputs (docs/training.md): two [3x3 conv, BN, ReLU, 2x2 max-pool]
     layers with 16 and 32 channels, then one linear layer."""
@@ -302,7 +354,8 @@ def build_model(name: str, num_classes: int, in_channels: int, image_size: int) 
 
     Names: ``resnet8`` (the small ResNet for 28x28 inputs), ``resnet20/32/44/56/74/110`` (CIFAR
     ResNets, option A shortcuts), ``densenet40`` (CIFAR DenseNet, growth 12), ``vit`` (a small
-    vision Transformer), ``cnn`` (small CNN for 28x28 inputs), ``mlp``, and
+    vision Transformer), ``gpt`` (a small decoder for text: ``num_classes`` is its vocabulary
+    and ``image_size`` its context), ``cnn`` (small CNN for 28x28 inputs), ``mlp``, and
     ``tv:<name>`` for any torchvision classification model (``weights=None``, classifier sized to
     ``num_classes``, first convolution replaced when ``in_channels != 3``), and
     ``package.module:function`` for a user's own (``custom.py``).
@@ -324,6 +377,8 @@ def build_model(name: str, num_classes: int, in_channels: int, image_size: int) 
         return CifarDenseNet(40, 12, num_classes, in_channels)
     if name == "vit":
         return small_vit(num_classes, in_channels, image_size)
+    if name == "gpt":
+        return TinyGPT(num_classes, image_size)
     if name == "cnn":
         return SmallCNN(num_classes, in_channels, image_size)
     if name == "mlp":

@@ -29,6 +29,7 @@ from .distributed import Ranks
 from .folders import FOLDER_DATASET, FolderBatches, FolderDataset, load_folders
 from .optim import build_lr_scheduler, build_optimizer
 from .results import EpochRecord, RunResult, TrainStatus, format_names
+from .text import TEXT_DATASETS, TextBatches, TextDataset, load_text
 
 
 class Callback(Protocol):
@@ -55,7 +56,7 @@ class Callback(Protocol):
         ...
 
 
-Data = DatasetPair | FolderDataset
+Data = DatasetPair | FolderDataset | TextDataset
 
 
 @dataclass
@@ -68,7 +69,7 @@ class TrainingState:
     model: nn.Module
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LambdaLR
-    train_batches: TensorBatches | FolderBatches
+    train_batches: TensorBatches | FolderBatches | TextBatches
     quant_noise: NoiseStream
     layers: list[LayerInfo]
     schedule: list[dict[str, Format]]  # the resolved formats, one dict per epoch
@@ -92,9 +93,11 @@ class TrainingState:
 
 
 def load_config_data(config: TrainConfig) -> Data:
-    dataset, root, download, train_size, test_size, split_seed, image_size, workers = (
+    dataset, root, download, train_size, test_size, split_seed, image_size, workers, context = (
         config.data_key()
     )
+    if dataset in TEXT_DATASETS:
+        return load_text(dataset, root, context=context, train_size=train_size, test_size=test_size)
     if is_import_path(dataset):
         return subsets(user_dataset(dataset, root), train_size, test_size, split_seed)
     if dataset == FOLDER_DATASET:
@@ -330,8 +333,8 @@ def _train_epoch(
     steps = len(state.train_batches)
     for step, (global_images, global_labels) in enumerate(state.train_batches):
         images, labels = (distributed.share(t, state.ranks) for t in (global_images, global_labels))
-        logits = state.step_model(_model_input(state, images))
-        loss = _step_loss(logits, labels, global_labels.shape[0], state.ranks)
+        logits, labels = _per_prediction(state.step_model(_model_input(state, images)), labels)
+        loss = _step_loss(logits, labels, global_labels.numel(), state.ranks)
         state.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         state.optimizer.step()
@@ -363,6 +366,16 @@ def _train_epoch(
     )
 
 
+def _per_prediction(
+    logits: torch.Tensor, labels: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One row of logits per prediction: a language model's N x T x V become N*T x V, each
+    token its own sample for the loss and the accuracy."""
+    if logits.dim() == 3:
+        return logits.flatten(0, 1), labels.flatten()
+    return logits, labels
+
+
 def _step_loss(
     logits: torch.Tensor, labels: torch.Tensor, global_size: int, ranks: Ranks | None
 ) -> torch.Tensor:
@@ -379,7 +392,7 @@ def _loss_sum(
     """The share's summed loss, from the loss of :func:`_step_loss`."""
     if state.ranks is None:
         return loss.double() * labels.shape[0]
-    return loss.double() * (global_labels.shape[0] / state.ranks.world)
+    return loss.double() * (global_labels.numel() / state.ranks.world)
 
 
 @torch.no_grad()
@@ -390,7 +403,7 @@ def evaluate(state: TrainingState) -> tuple[float, float]:
     sums = _DeviceSums(state.device, state.ranks)
     for global_images, global_labels in state.data.test_batches(max(state.config.batch_size, 256)):
         images, labels = (distributed.share(t, state.ranks) for t in (global_images, global_labels))
-        logits = state.model(_model_input(state, images))
+        logits, labels = _per_prediction(state.model(_model_input(state, images)), labels)
         sums.add(logits, labels, F.cross_entropy(logits, labels, reduction="sum"))
     totals, _ = sums.read()
     return totals.mean_loss, totals.accuracy
