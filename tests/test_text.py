@@ -8,11 +8,9 @@ from typing import Any
 
 import pytest
 import torch
-import torch.nn.functional as F
 from pydantic import ValidationError
+from quantizations import step_quantizations
 
-import hbfp_dse.emulation.layers as layers
-from hbfp_dse.emulation import apply_formats
 from hbfp_dse.errors import UserError
 from hbfp_dse.training.assembly import model_for
 from hbfp_dse.training.config import TrainConfig
@@ -97,26 +95,13 @@ def test_context_length_belongs_to_text() -> None:
     assert gpt(context_length=64).context_length is None  # the default given is the default
 
 
-def test_every_gemm_of_the_gpt_is_quantized_and_it_trains_emulated() -> None:
+def test_every_gemm_of_the_gpt_is_quantized_and_it_trains_emulated(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     config = gpt(schedule="hbfp4")
-    built = model_for(config)
-    assert built.input_shape == (32,)
-    [formats] = config.schedule.build().resolve(built.layers, 1)
-    apply_formats(built.model, formats, config.quantization())
-    calls = []
-    real = layers.quantize
-
-    def counting(t: torch.Tensor, fmt: Any, *args: Any) -> torch.Tensor:
-        calls.append(fmt)
-        return real(t, fmt, *args)
-
-    layers.quantize = counting  # type: ignore[assignment]
-    try:
-        tokens = torch.randint(0, 256, (4, 32))
-        logits = built.model(tokens)
-        F.cross_entropy(logits.flatten(0, 1), tokens.flatten()).backward()
-    finally:
-        layers.quantize = real
+    assert model_for(config).input_shape == (32,)
+    calls = step_quantizations(config, monkeypatch)
+    assert {fmt.name for fmt in calls} == {"hbfp4"}
     # 4 blocks of (4 projections, Q·Kᵀ, P·V, 2 MLP layers) and the head; 6 operands each (the
     # first attention's input is the embeddings': it needs its data gradient too).
     assert len(calls) == 6 * (4 * 8 + 1)

@@ -4,17 +4,11 @@ emulated with every GEMM operand quantized (counted), attention matmuls included
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any
 
 import pytest
-import torch
-import torch.nn.functional as F
+from quantizations import step_quantizations
 from torch import nn
 
-import hbfp_dse.emulation.layers as layers
-from hbfp_dse.emulation import apply_formats
-from hbfp_dse.formats import parse_format
-from hbfp_dse.training.assembly import model_for
 from hbfp_dse.training.config import TrainConfig
 from hbfp_dse.training.models import build_model, count_parameters
 from hbfp_dse.training.trainer import train
@@ -22,32 +16,19 @@ from hbfp_dse.training.trainer import train
 pytestmark = pytest.mark.usefixtures("eager_quantizer")
 
 
-def quantized_operands(name: str, dataset: str) -> tuple[int, Counter[str]]:
+def quantized_operands(
+    name: str, dataset: str, monkeypatch: pytest.MonkeyPatch
+) -> tuple[int, Counter[str]]:
     """Quantizations in one emulated training step (reduction blocking: 6 per GEMM), and the
     model's GEMMs by kind before conversion."""
     config = TrainConfig.model_validate({"model": name, "dataset": dataset, "schedule": "hbfp4"})
     gemms = Counter(
         type(m).__name__
-        for m in build_model(name, 10, 3 if dataset == "cifar10" else 1, 32).modules()
+        for m in build_model(name, 10, 3, 32).modules()
         if isinstance(m, nn.Conv2d | nn.Linear | nn.MultiheadAttention)
     )
-    built = model_for(config)
-    [formats] = config.schedule.build().resolve(built.layers, 1)
-    apply_formats(built.model, formats, config.quantization())
-    calls = []
-    real = layers.quantize
-
-    def counting(t: torch.Tensor, fmt: Any, *args: Any) -> torch.Tensor:
-        calls.append(fmt)
-        return real(t, fmt, *args)
-
-    layers.quantize = counting  # type: ignore[assignment]
-    try:
-        x = torch.randn(4, *built.input_shape)
-        F.cross_entropy(built.model(x), torch.arange(4)).backward()
-    finally:
-        layers.quantize = real
-    assert {parse_format(fmt).name for fmt in calls} == {"hbfp4"}
+    calls = step_quantizations(config, monkeypatch)
+    assert {fmt.name for fmt in calls} == {"hbfp4"}
     return len(calls), gemms
 
 
@@ -57,8 +38,10 @@ def expected_calls(gemms: int) -> int:
     return 6 * gemms - 2
 
 
-def test_every_gemm_of_the_vision_transformer_is_quantized() -> None:
-    calls, gemms = quantized_operands("vit", "cifar10")
+def test_every_gemm_of_the_vision_transformer_is_quantized(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    calls, gemms = quantized_operands("vit", "cifar10", monkeypatch)
     # Patch embedding, per block 4 projections + Q·Kᵀ + P·V in attention and 2 MLP layers,
     # the head: each GEMM's 6 operands.
     blocks = gemms["MultiheadAttention"]
@@ -68,8 +51,10 @@ def test_every_gemm_of_the_vision_transformer_is_quantized() -> None:
 
 
 @pytest.mark.parametrize(("name", "layers_count"), [("densenet40", 40), ("resnet74", 74)])
-def test_every_gemm_of_the_papers_cnns_is_quantized(name: str, layers_count: int) -> None:
-    calls, gemms = quantized_operands(name, "cifar10")
+def test_every_gemm_of_the_papers_cnns_is_quantized(
+    name: str, layers_count: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls, gemms = quantized_operands(name, "cifar10", monkeypatch)
     assert sum(gemms.values()) == layers_count
     assert calls == expected_calls(layers_count)
 
