@@ -469,3 +469,23 @@ def test_wide_weight_storage_keeps_master_weights_on_the_wide_grid(
 def test_a_quantized_schedule_changes_training(data: DatasetPair) -> None:
     fp32, hbfp4 = (train(config(epochs=1, schedule=s), data=data) for s in ("fp32", "hbfp4"))
     assert untimed(fp32.epochs[0]) != untimed(hbfp4.epochs[0])
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device here")
+def test_a_cuda_step_waits_for_the_device_only_when_the_losses_are_read(
+    data: DatasetPair,
+) -> None:
+    # Each wait for the device warns in this mode: an epoch of 3 or of 12 steps read once
+    # waits as often, so no step waits.
+    def waits(batch_size: int) -> int:
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                train(config(epochs=1, batch_size=batch_size, device="cuda"), data=data,
+                      sync_every=100)  # fmt: skip
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+        return sum("synchroniz" in str(w.message) for w in caught)
+
+    assert waits(32) == waits(8)
