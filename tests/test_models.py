@@ -5,6 +5,7 @@ import torch
 from torch import nn
 
 from hbfp_dse.training.models import (
+    LANGUAGE_MODEL_NAMES,
     MODEL_NAMES,
     CifarResNet,
     ShortcutA,
@@ -18,13 +19,29 @@ def _seed() -> None:
     torch.manual_seed(0)
 
 
-@pytest.mark.parametrize("name", MODEL_NAMES)
+@pytest.mark.parametrize("name", [n for n in MODEL_NAMES if n not in LANGUAGE_MODEL_NAMES])
 @pytest.mark.parametrize(("in_channels", "image_size"), [(1, 28), (3, 32)])
 def test_every_model_builds_and_runs_forward(name: str, in_channels: int, image_size: int) -> None:
     model = build_model(name, num_classes=7, in_channels=in_channels, image_size=image_size)
     out = model(torch.randn(2, in_channels, image_size, image_size))
     assert out.shape == (2, 7)
     assert torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize("name", LANGUAGE_MODEL_NAMES)
+def test_every_language_model_predicts_each_next_token(name: str) -> None:
+    # num_classes is the vocabulary and image_size the context; shorter sequences work too.
+    model = build_model(name, num_classes=50, in_channels=1, image_size=16)
+    for length in (16, 5):
+        out = model(torch.randint(0, 50, (2, length)))
+        assert out.shape == (2, length, 50)
+        assert torch.isfinite(out).all()
+    tokens = torch.randint(0, 50, (1, 16))
+    changed = tokens.clone()
+    changed[0, 10] = (tokens[0, 10] + 1) % 50
+    before, after = model(tokens), model(changed)
+    assert torch.equal(before[0, :10], after[0, :10])  # causal: no position sees the future
+    assert not torch.equal(before[0, 10:], after[0, 10:])
 
 
 @pytest.mark.parametrize("name", ["resnet8", "cnn", "mlp"])
