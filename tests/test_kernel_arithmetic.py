@@ -1,10 +1,14 @@
-"""The kernels scale by multiplying with exact powers of two only: a division may compile to
-an approximate one on some backends (Triton's, by default)."""
+"""Off the CPU the kernels scale by multiplying with exact powers of two only (a division may
+compile to an approximate one, as Triton's does by default); on the CPU they divide, which is
+IEEE-exact there. Both give the same bits."""
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
+from format_strategies import assert_bitwise_equal
 from torch.fx.experimental.proxy_tensor import make_fx
 
 from hbfp_dse.formats import NoiseStream, parse_format
@@ -26,7 +30,7 @@ FORMATS = [
 
 
 def aten_ops(fmt: str, rounding: str) -> set[str]:
-    kernel = _kernel(parse_format(fmt))
+    kernel = _kernel(parse_format(fmt), False)  # as compiled for a GPU
     x = torch.randn(2, 640, 3)
     key = NoiseStream(5).draw(x.device) if rounding == "stochastic" else None
     graph = make_fx(lambda t: kernel(t, key))(x)
@@ -39,10 +43,25 @@ def aten_ops(fmt: str, rounding: str) -> set[str]:
 
 @pytest.mark.parametrize("rounding", ["nearest", "stochastic"])
 @pytest.mark.parametrize("fmt", FORMATS)
-def test_kernels_never_divide(fmt: str, rounding: str) -> None:
+def test_kernels_for_gpus_never_divide(fmt: str, rounding: str) -> None:
     ops = aten_ops(fmt, rounding)
     assert "mul" in ops  # the trace saw the arithmetic
     assert not ops & DIVISIONS, f"{fmt} {rounding} divides: {sorted(ops & DIVISIONS)}"
+
+
+@pytest.mark.parametrize("rounding", ["nearest", "stochastic"])
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_multiplying_and_dividing_kernels_give_the_same_bits(fmt: str, rounding: str) -> None:
+    gen = torch.Generator().manual_seed(3)
+    x = torch.randn(3, 1280, 2, generator=gen) * torch.exp2(
+        torch.randint(-160, 128, (3, 20, 1, 2), generator=gen).float()
+    ).repeat_interleave(64, 1).reshape(3, 1280, 2)  # blocks of every scale, subnormals too
+    x[0, :5] = torch.tensor([[0.0, -0.0], [math.inf, -math.inf], [math.nan, 1e-45], [3e38, 1.0],
+                             [-1e-40, 2e-39]])  # fmt: skip
+    key = NoiseStream(7).draw(x.device) if rounding == "stochastic" else None
+    multiplied = _kernel(parse_format(fmt), False)(x, key)
+    divided = _kernel(parse_format(fmt), True)(x, key)
+    assert_bitwise_equal(multiplied, divided, f"{fmt} {rounding}")
 
 
 def test_reciprocal_factors_divide_exactly_by_every_fp32_power_of_two() -> None:

@@ -3,9 +3,10 @@
 Every function here is written so that ``torch.compile`` fuses it into one pass and
 gives the same bits as eager execution on every backend: exponents of block maxima come from
 their float bits (no ``frexp``, which compiles to a scalar loop), scales are exact powers of two
-built from float bits and applied by multiplication only (a compiled division may be
-approximate, as Triton's is by default), and nearest rounding is ``torch.round`` (half to even)
-after the clamp.
+built from float bits, and nearest rounding is ``torch.round`` (half to even) after the clamp.
+Dividing by a scale is either a division (``divide=True``: the CPU's, IEEE-exact, and faster
+there) or a multiplication by exact reciprocal factors (elsewhere: a compiled division may be
+approximate, as Triton's is by default); the two give the same bits.
 Format parameters arrive as Python ints so that the compiler specialises on them.
 Stochastic rounding takes a ``key`` (see ``noise.py``) and makes its noise in the same pass.
 """
@@ -35,19 +36,27 @@ def pow2(exponent: Tensor) -> Tensor:
 
 def reciprocal_factors(exponent: Tensor, lowest: int) -> list[Tensor]:
     """Exact powers of two whose product is ``2**-exponent``, for int32 exponents in
-    [``lowest``, 149]: one factor, or two where ``-lowest`` passes FP32's largest power of two
-    (2**127). Multiplying by them in turn rounds once, as dividing by ``2**exponent`` would:
-    a second factor is only ever above 1, so the first product is exact or already infinite."""
+    [``lowest``, 127]: one factor, or, where ``-lowest`` passes FP32's largest power of two
+    (2**127), a first factor of 2**64 for the exponents below -127 (1 elsewhere) and a second.
+    Multiplying by them in turn rounds once, as dividing by ``2**exponent`` would: the first
+    product is exact (scaling up) or already infinite, as the quotient then is too."""
     if -lowest <= 127:
         return [pow2(-exponent)]
-    first = (-exponent).clamp(max=127)
-    return [pow2(first), pow2(-exponent - first)]
+    tiny = exponent < -127
+    return [torch.where(tiny, 2.0**64, 1.0), pow2(torch.where(tiny, -exponent - 64, -exponent))]
 
 
 def times(x: Tensor, factors: list[Tensor]) -> Tensor:
     for factor in factors:
         x = x * factor
     return x
+
+
+def divided(x: Tensor, exponent: Tensor, lowest: int, divide: bool) -> Tensor:
+    """``x / 2**exponent``, rounded once: by division, or by the reciprocal factors."""
+    if divide:
+        return x / pow2(exponent)
+    return times(x, reciprocal_factors(exponent, lowest))
 
 
 def floor_log2(magnitude: Tensor) -> Tensor:
@@ -121,6 +130,7 @@ def hbfp(
     exp_hi: int,
     sub_block_size: int | None,
     micro_range: int,
+    divide: bool = False,
 ) -> Tensor:
     """HBFP quantization along dim 1 of [outer, L, inner] (docs/formats.md), or of a 4-D
     [outer, L / B, B, inner] that the caller blocked (B = ``block_size``; one block shorter
@@ -139,6 +149,7 @@ def hbfp(
         exp_hi=exp_hi,
         sub_block_size=sub_block_size,
         micro_range=micro_range,
+        divide=divide,
     )
     return hbfp_apply(x, key, *scale, mantissa_bits=mantissa_bits, block_size=block_size)
 
@@ -152,10 +163,11 @@ def hbfp_scale(
     exp_hi: int,
     sub_block_size: int | None,
     micro_range: int,
+    divide: bool = False,
 ) -> tuple[Tensor, ...]:
     """The first half of ``hbfp``: the power-of-two scale of each block, [outer, L / B, 1,
-    inner] (with sub-blocks, one per element: [outer, L / B, B, inner]), followed by the
-    factors that divide by it (``reciprocal_factors``)."""
+    inner] (with sub-blocks, one per element: [outer, L / B, B, inner]), followed, unless
+    ``divide``, by the factors that divide by it (``reciprocal_factors``)."""
     blocks = to_blocks(x, block_size)
     magnitude, _ = _finite_abs(blocks)
     exponent = floor_log2(magnitude.amax(2, keepdim=True)).clamp(exp_lo, exp_hi)
@@ -170,6 +182,8 @@ def hbfp_scale(
     step = mantissa_bits - 2
     lowest = exp_lo if sub_block_size is None else FP32_MIN_POW2 + step  # sub-blocks reach it
     scale_exponent = exponent - step
+    if divide:
+        return (pow2(scale_exponent),)
     return pow2(scale_exponent), *reciprocal_factors(scale_exponent, lowest - step)
 
 
@@ -182,15 +196,18 @@ def hbfp_apply(
     block_size: int,
 ) -> Tensor:
     """The second half of ``hbfp``: round every element on its block's ``scale``
-    (``reciprocal``: the factors that divide by it)."""
+    (``reciprocal``: the factors that divide by it; without them, a division)."""
     blocks = to_blocks(x, block_size)
     limit = float((1 << (mantissa_bits - 1)) - 1)
     noise = None if key is None else to_blocks(uniform_noise(x.shape, key), block_size)
-    q = round_integer(times(blocks, list(reciprocal)), -limit, limit, noise) * scale
+    scaled = times(blocks, list(reciprocal)) if reciprocal else blocks / scale
+    q = round_integer(scaled, -limit, limit, noise) * scale
     return from_blocks(torch.where(blocks.abs() < _INF, q, blocks), x)
 
 
-def element(v: Tensor, noise: Tensor | None, spec: ElementSpec, saturate: bool) -> Tensor:
+def element(
+    v: Tensor, noise: Tensor | None, spec: ElementSpec, saturate: bool, divide: bool = False
+) -> Tensor:
     """Element-wise cast of finite FP32 values to a narrow float or fixed-point element.
 
     Overflow saturates to ``max_normal`` when ``saturate``, else becomes infinite.
@@ -208,24 +225,26 @@ def element(v: Tensor, noise: Tensor | None, spec: ElementSpec, saturate: bool) 
     magnitude = v.abs()
     step_exponent = floor_log2(magnitude).clamp(spec.emin, 127) - spec.man_bits
     step = pow2(step_exponent)
-    per_step = reciprocal_factors(step_exponent, spec.emin - spec.man_bits)
+    steps = divided(v, step_exponent, spec.emin - spec.man_bits, divide)
     bound = float(1 << (spec.man_bits + 1))
-    q = round_integer(times(v, per_step), -bound, bound, noise) * step
+    q = round_integer(steps, -bound, bound, noise) * step
     if saturate:
         return q.clamp(-spec.max_normal, spec.max_normal)
     return torch.where(q.abs() > spec.max_normal, q * _INF, q)
 
 
-def minifloat(x: Tensor, key: Tensor | None, *, spec: ElementSpec) -> Tensor:
+def minifloat(x: Tensor, key: Tensor | None, *, spec: ElementSpec, divide: bool = False) -> Tensor:
     """Element-wise narrow float cast; NaN stays NaN, Inf stays Inf (NaN without Inf)."""
     _, finite = _finite_abs(x)
     noise = None if key is None else uniform_noise(x.shape, key)
-    q = element(torch.where(finite, x, 0.0), noise, spec, saturate=not spec.has_inf)
+    q = element(torch.where(finite, x, 0.0), noise, spec, not spec.has_inf, divide)
     passthrough = x if spec.has_inf else x - x  # Inf - Inf is NaN
     return torch.where(finite, q, passthrough)
 
 
-def mx(x: Tensor, key: Tensor | None, *, spec: ElementSpec, block_size: int) -> Tensor:
+def mx(
+    x: Tensor, key: Tensor | None, *, spec: ElementSpec, block_size: int, divide: bool = False
+) -> Tensor:
     """OCP MX v1.0 along dim 1 of [outer, L, inner] (or pre-blocked 4-D, as for ``hbfp``):
     an E8M0 scale per block, elements cast with saturation.
 
@@ -235,8 +254,8 @@ def mx(x: Tensor, key: Tensor | None, *, spec: ElementSpec, block_size: int) -> 
     magnitude, finite = _finite_abs(blocks)
     all_finite = finite.all(2, keepdim=True)
     shared = (floor_log2(magnitude.amax(2, keepdim=True)) - spec.emax).clamp(-127, 127)
-    scale, reciprocal = pow2(shared), pow2(-shared)
+    scale = pow2(shared)
     noise = None if key is None else to_blocks(uniform_noise(x.shape, key), block_size)
-    elements = torch.where(finite, blocks, 0.0) * reciprocal
-    q = element(elements, noise, spec, saturate=True) * scale
+    elements = divided(torch.where(finite, blocks, 0.0), shared, -127, divide)
+    q = element(elements, noise, spec, True, divide) * scale
     return from_blocks(torch.where(all_finite, q, float("nan")), x)
