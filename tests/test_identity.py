@@ -16,7 +16,7 @@ from hbfp_dse.experiments.identity import VERSIONED_FIELDS, config_hash
 from hbfp_dse.experiments.sweepfile import expand, load_sweep, on_device
 from hbfp_dse.training.config import TrainConfig
 
-ADDED_SINCE = {"image_size", "loader_workers", "context_length"}
+ADDED_SINCE = {"image_size", "loader_workers", "context_length", "analysis"}
 SWEEPS = sorted((Path(__file__).parent.parent / "sweeps").glob("*.yaml"))
 
 
@@ -58,6 +58,12 @@ def test_every_run_of_the_shipped_sweeps_keeps_its_hash(sweep: Path) -> None:
     spec, _ = load_sweep(sweep)
     for run in expand(on_device(spec, "cpu")):
         assert run.run_hash == hash_before_versioning(run.config)
+
+
+def test_watching_a_run_is_no_part_of_its_identity() -> None:
+    plain = TrainConfig.model_validate({"model": "mlp", "device": "cpu"})
+    watched = TrainConfig.model_validate({"model": "mlp", "device": "cpu", "analysis": {}})
+    assert config_hash(watched) == config_hash(plain) == hash_before_versioning(plain)
 
 
 def test_the_kind_of_device_is_part_of_a_runs_identity_and_its_index_is_not() -> None:

@@ -4,6 +4,7 @@ several processes claiming one sweep's runs at once on SQLite and on PostgreSQL.
 from __future__ import annotations
 
 import dataclasses
+import math
 import multiprocessing
 import os
 import random
@@ -18,6 +19,7 @@ import pytest
 from sqlalchemy import insert, update
 from sqlalchemy.exc import IntegrityError
 
+from hbfp_dse.emulation import OperandStatistics
 from hbfp_dse.errors import UserError
 from hbfp_dse.experiments.store import (
     FINISHED_STATUSES,
@@ -419,6 +421,44 @@ def test_epochs_the_store_missed_are_restored_from_the_checkpoint(
         (2, "other-host:2", 3),
     ]
     assert attempts[1].cpu_threads == ENVIRONMENT.cpu_threads
+
+
+def with_statistics(record: EpochRecord, sqnr: float | None) -> EpochRecord:
+    statistics = [
+        OperandStatistics("fc", operand, "hbfp4", 2, sqnr, 0.1, 0.05, 0.2, 0.01, -9, 3)
+        for operand in ("x_forward", "dy_wgrad")
+    ]
+    return dataclasses.replace(record, statistics=statistics)
+
+
+def test_operand_statistics_are_kept_per_epoch_and_follow_the_checkpoint(
+    store: Store, sweep_name: str
+) -> None:
+    sweep_id, _ = register(store, sweep_name, 2)
+    run = store.claim(sweep_id, "other-host:1")
+    store.start_attempt(run.lease, (), ENVIRONMENT)
+    first, second = (with_statistics(epoch_record(e, 0.1), 20.0 + e) for e in range(2))
+    store.record_epoch(run.lease, first)
+    store.record_epoch(run.lease, second)
+    store.record_epoch(run.lease, with_statistics(epoch_record(1, 0.1), math.inf))  # again
+    found = store.operand_statistics([run.id, run.id + 1])
+    assert found[run.id + 1] == []
+    assert [(epoch, s.operand, s.sqnr_db) for epoch, s in found[run.id]] == [
+        (0, "dy_wgrad", 20.0),
+        (0, "x_forward", 20.0),
+        (1, "dy_wgrad", math.inf),
+        (1, "x_forward", math.inf),
+    ]
+    assert found[run.id][1][1] == first.statistics[0]
+    assert store.run(run.id).epochs[0] == epoch_record(0, 0.1)  # epochs read without them
+    # Resuming from the checkpoint after epoch 0: the statistics are the checkpoint's.
+    assert store.interrupt(run.lease)
+    run = store.claim(sweep_id, "other-host:2")
+    store.start_attempt(run.lease, [with_statistics(epoch_record(0, 0.1), None)], ENVIRONMENT)
+    assert [(e, s.sqnr_db) for e, s in store.operand_statistics([run.id])[run.id]] == [
+        (0, None),
+        (0, None),
+    ]
 
 
 def test_a_repeated_outcome_is_not_a_lost_run(store: Store, sweep_name: str) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import os
 import signal
 import socket
@@ -231,6 +232,32 @@ def test_report_table_and_the_database_from_the_environment(
     out = ok("report").stdout
     assert "fp32" in out
     assert "hbfp8" in out
+    assert "ppl" not in out  # perplexity is for language models
+
+
+def test_a_language_models_report_gives_loss_and_perplexity(tmp_path: Path) -> None:
+    file = tmp_path / "words.yaml"
+    file.write_text(
+        "name: words\nbase: {model: gpt, dataset: pydoc-topics, context_length: 16, "
+        "train_size: 64, test_size: 32, epochs: 1, batch_size: 16, device: cpu}\n"
+        "baselines: [fp32, hbfp4]\n"
+    )
+    url = sqlite_url(tmp_path / "words.db")
+    ok("sweep", file, "--db", url)
+    losses = {r.label: r.epochs[-1].test_loss for r in stored_runs(tmp_path / "words.db")}
+    configs = {
+        c["label"]: c
+        for c in report_json(Sweep(tmp_path, file, tmp_path / "words.db"))["configurations"]
+    }
+    for label, loss in losses.items():
+        assert configs[label]["test_loss"] == loss
+        assert configs[label]["perplexity"] == pytest.approx(math.exp(loss), rel=1e-12)
+    table = ok("report", "--db", url).stdout
+    header = next(line for line in table.splitlines() if "acc %" in line)
+    assert "loss" in header
+    assert "ppl" in header
+    fp32 = next(line for line in table.splitlines() if "│ fp32 " in line)
+    assert f"{math.exp(losses['fp32']):.2f}" in fp32
 
 
 def test_report_shows_where_every_run_trained(tiny: Sweep, tmp_path: Path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from .. import __version__
+from .analyze import analyze
 from .bench import bench
 from .best import best
 from .cost import cost
@@ -29,6 +30,7 @@ app.command()(sweep)
 app.command()(report)
 app.command()(best)
 app.command()(search)
+app.command()(analyze)
 
 
 def _version(value: bool) -> None:

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 from collections.abc import Callable
 from typing import Any, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
 from rich.markup import escape
+from rich.measure import Measurement
+from rich.table import Table
 
 from ..errors import UserError
 from ..experiments.store import (
@@ -71,6 +74,27 @@ def exit_on_outage(reason: str | None) -> None:
         raise typer.Exit(1)
 
 
+def print_table(table: Table) -> None:
+    """A table on stdout: in a terminal, folded to its width; in a pipe or a log, whole lines
+    however wide."""
+    if console.is_terminal:
+        console.print(table)
+        return
+    needed = Measurement.get(console, console.options.update_width(10_000), table).maximum
+    Console(width=max(console.width, needed)).print(table)
+
+
 def print_json(data: Any) -> None:
-    """Plain JSON on stdout (no rich markup) so that other programs can parse it."""
-    typer.echo(json.dumps(data, indent=2))
+    """Plain JSON on stdout (no rich markup) so that other programs can parse it: infinite
+    values (an SQNR without error) are written as null, which JSON has, not Infinity."""
+    typer.echo(json.dumps(_finite(data), indent=2, allow_nan=False))
+
+
+def _finite(data: Any) -> Any:
+    if isinstance(data, float) and not math.isfinite(data):
+        return None
+    if isinstance(data, dict):
+        return {key: _finite(value) for key, value in data.items()}
+    if isinstance(data, list | tuple):
+        return [_finite(value) for value in data]
+    return data

@@ -11,7 +11,7 @@ import typer
 from rich.table import Table
 
 from ..errors import UserError
-from ..experiments import plots
+from ..experiments import plots, precision
 from ..experiments.report import (
     ConfigSummary,
     environments,
@@ -21,17 +21,47 @@ from ..experiments.report import (
     summary_json,
 )
 from ..experiments.store import Store
-from .common import console, err_console, print_json, user_errors
+from .common import console, err_console, print_json, print_table, user_errors
 from .options import DbOption, ReportFormat, ReportFormatOption, SweepOption
 
 PlotOption = Annotated[
     Path | None,
-    typer.Option("--plot", help="Also draw accuracy against density (.png, .svg, .html)."),
+    typer.Option(
+        "--plot",
+        help="Also draw accuracy against density, or with --layers the heatmaps "
+        "(.png, .svg, .pdf, .html).",
+    ),
+]
+LayersOption = Annotated[
+    bool,
+    typer.Option(
+        "--layers",
+        help="Per layer and epoch, the quantization error of runs trained with 'analysis'.",
+    ),
+]
+StatisticOption = Annotated[
+    str,
+    typer.Option(
+        "--statistic",
+        help=f"With --layers: what the heatmaps show ({', '.join(precision.HEATMAP_STATISTICS)}).",
+    ),
+]
+OperandOption = Annotated[
+    str,
+    typer.Option(
+        "--operand",
+        help="With --layers: the operands averaged in the heatmaps: all, x, w, dy, or one "
+        "GEMM operand such as dy_wgrad.",
+    ),
 ]
 
 
 def _pct(value: float | None) -> str:
     return "-" if value is None else f"{100 * value:.2f}"
+
+
+def _number(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
 
 
 def _rows(summaries: list[ConfigSummary]) -> list[dict[str, Any]]:
@@ -42,6 +72,8 @@ def _rows(summaries: list[ConfigSummary]) -> list[dict[str, Any]]:
             "kind": s.kind,
             "accuracy_pct": _pct(s.accuracy),
             "std_pct": _pct(s.accuracy_std),
+            "test_loss": _number(s.test_loss),
+            "perplexity": "-" if s.perplexity is None else f"{s.perplexity:.2f}",
             "density_vs_fp32": "-" if s.density is None else f"{s.density:.2f}",
             "seeds": f"{len(s.done)}/{len(s.runs)}",
             "status": s.status,
@@ -58,10 +90,22 @@ def report(
     db: DbOption = None,
     output: ReportFormatOption = ReportFormat.table,
     plot: PlotOption = None,
+    layers: LayersOption = False,
+    statistic: StatisticOption = "wasserstein",
+    operand: OperandOption = "all",
 ) -> None:
-    """Runs with accuracy (mean ± std over seeds), density and status; Pareto front marked."""
+    """Runs with accuracy (mean ± std over seeds), density and status; Pareto front marked.
+    With --layers: where each run loses precision, per layer and epoch."""
+    if plot is not None:
+        _check_plot_path(plot)
     store = Store(db, create=False)
-    runs = store.runs(sweep)
+    runs = store.runs(sweep, with_epochs=True)
+    if layers:
+        precision.check_statistic(statistic)
+        operands = precision.operands_of(operand)
+        found = precision.with_statistics(runs, store.operand_statistics([r.id for r in runs]))
+        _layers_report(found, output, plot, statistic, (operand, operands))
+        return
     attempts = store.attempts([r.id for r in runs])
     summaries = summarize(runs)
     summaries.sort(key=lambda s: (s.sweep, -(s.density or 0.0), s.label))
@@ -92,17 +136,76 @@ def report(
             )
 
 
+def _check_plot_path(path: Path) -> None:
+    try:
+        plots.check_path(path)
+    except plots.PlotPathError as err:
+        raise UserError(f"--plot {err.path}: {err.reason}") from None
+
+
 def _save_plot(
     path: Path,
     summaries: list[ConfigSummary],
     history: plots.History | None,
     rows: list[dict[str, Any]],
 ) -> None:
-    try:
-        plots.save(path, summaries, history, plots.table_html(rows))
-    except plots.PlotPathError as err:
-        raise UserError(f"--plot {err.path}: {err.reason}") from None
-    err_console.print(f"plot written to {path}")
+    plots.save(path, summaries, history, plots.table_html(rows))
+    err_console.print(f"plot written to {path}", soft_wrap=True, highlight=False)
+
+
+def _layers_report(
+    found: list[precision.RunStatistics],
+    output: ReportFormat,
+    plot: Path | None,
+    statistic: str,
+    operands: tuple[str, tuple[str, ...]],
+) -> None:
+    if not found:
+        raise UserError(
+            "no run has layer statistics: train with 'analysis: {every: 50}' in the base "
+            "configuration of the sweep file"
+        )
+    if plot is not None:
+        grids = [precision.heatmap_grid(item, statistic, operands[1]) for item in found]
+        fig = plots.heatmaps(grids, statistic, operands[0])
+        rows = [{"run": i.run.id, **row} for i in found for row in precision.layer_summary(i)]
+        plots.write(plot, fig, "hbfp-dse: precision per layer", plots.table_html(rows))
+        err_console.print(f"plot written to {plot}", soft_wrap=True, highlight=False)
+    if output is ReportFormat.json:
+        print_json({"statistics": precision.flat_rows(found)})
+    elif output is ReportFormat.csv:
+        typer.echo(_csv(precision.flat_rows(found)), nl=False)
+    else:
+        for item in found:
+            _print_layer_table(item)
+
+
+def _print_layer_table(item: precision.RunStatistics) -> None:
+    table = Table(
+        title=f"{item.title}: mean over epochs; W1 = Wasserstein distance / std",
+        title_justify="left",
+    )
+    table.add_column("layer", overflow="fold")
+    table.add_column("formats", overflow="fold")
+    for title in ("W1", "SQNR dB", "flushed"):  # the order of layer_summary's statistics
+        for role in precision.ROLES:
+            table.add_column(f"{title} {role}", justify="right")
+    for row in precision.layer_summary(item):
+        cells = [str(row["layer"]), str(row["formats"])]
+        for key, value in row.items():
+            if key in ("layer", "formats"):
+                continue
+            cells.append("-" if value is None else _cell(key, float(value)))  # type: ignore[arg-type]
+        table.add_row(*cells)
+    print_table(table)
+
+
+def _cell(key: str, value: float) -> str:
+    if key.startswith("sqnr"):
+        return f"{value:.1f}"
+    if key.startswith("flushed"):
+        return f"{100 * value:.1f}%"
+    return f"{value:.4f}"
 
 
 def _csv(rows: list[dict[str, Any]]) -> str:
@@ -119,11 +222,15 @@ def _print_table(rows: list[dict[str, Any]]) -> None:
         "label": "configuration",
         "accuracy_pct": "acc %",
         "std_pct": "± %",
+        "test_loss": "loss",
+        "perplexity": "ppl",
         "density_vs_fp32": "density",
         "seeds": "seeds",
         "status": "status",
         "pareto": "front",
     }
+    if all(row["perplexity"] == "-" for row in rows):
+        del columns["perplexity"], columns["test_loss"]  # beside accuracy for language models
     if len({row["sweep"] for row in rows}) > 1:
         columns = {"sweep": "sweep", **columns}
     table = Table(title="hbfp-dse results (front: on the accuracy/density Pareto front)")
@@ -136,7 +243,7 @@ def _print_table(rows: list[dict[str, Any]]) -> None:
     for row in rows:
         style = "bold" if row["pareto"] else None
         table.add_row(*(str(row[key]) for key in columns), style=style)
-    console.print(table)
+    print_table(table)
 
 
 def _print_environments(found: list[tuple[str, list[int]]]) -> None:

@@ -10,6 +10,7 @@ import optuna
 import typer
 
 from ..experiments.runner import WorkerOptions
+from ..experiments.search.proposal import read_proposal
 from ..experiments.search.trials import (
     SearchJob,
     SearchOutcome,
@@ -43,6 +44,14 @@ TrialsOption = Annotated[
 TimeoutOption = Annotated[
     float | None, typer.Option("--timeout", min=1.0, help="Stop after this many seconds.")
 ]
+FromAnalysisOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--from-analysis",
+        help="Try this proposal of 'hbfp-dse analyze' (--proposal YAML or --format json) "
+        "first, as the nearest point of the space.",
+    ),
+]
 StudyOption = Annotated[
     str | None, typer.Option("--study", help="Optuna study name; default NAME@TARGET.")
 ]
@@ -61,6 +70,7 @@ def search(
     gpus: GpusOption = None,
     checkpoint_dir: CheckpointDirOption = None,
     output: OutputOption = OutputFormat.table,
+    from_analysis: FromAnalysisOption = None,
 ) -> None:
     """Search the file's 'search:' space for the densest schedule with accuracy >= target.
 
@@ -72,7 +82,8 @@ def search(
     spec, text = load_sweep(file)
     device = checked_device(device)
     spec = on_device(spec, device)
-    job = SearchJob.for_sweep(spec, text, file, target, study, trials, timeout)
+    proposal = read_proposal(from_analysis) if from_analysis is not None else None
+    job = SearchJob.for_sweep(spec, text, file, target, study, trials, timeout, proposal)
     options = WorkerOptions(device=device, checkpoint_dir=checkpoint_dir)
     placed = placed_workers(options, workers, spec.base.device, gpus)
     check_search(job)

@@ -7,18 +7,23 @@ from .layers import (
     QuantConv3d,
     QuantizedLayer,
     QuantLinear,
+    attach_probe,
     convert,
     quantized_layers,
     round_master_weights,
 )
 from .quant_spec import BLOCKINGS, Blocking, Operand, Quantization, QuantSpec
 from .schedule import LayerInfo, Rule, Schedule, apply_formats, final_epochs, layer_infos
+from .statistics import STATISTICS, OperandStatistics, Probe
 
 __all__ = [
     "BLOCKINGS",
+    "STATISTICS",
     "Blocking",
     "LayerInfo",
     "Operand",
+    "OperandStatistics",
+    "Probe",
     "QuantConv1d",
     "QuantConv2d",
     "QuantConv3d",
@@ -31,6 +36,7 @@ __all__ = [
     "Rule",
     "Schedule",
     "apply_formats",
+    "attach_probe",
     "convert",
     "final_epochs",
     "layer_infos",

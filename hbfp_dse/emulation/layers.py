@@ -17,20 +17,26 @@ from torch import Tensor, nn
 from ..formats import Format, NoiseStream, quantize
 from .functions import ConvGeometry, OperandQuantizer, QuantConvFunction, QuantLinearFunction
 from .quant_spec import Operand, QuantSpec
+from .statistics import Probe
 
 
 class QuantizedLayer(nn.Module):
-    """Mixin state of a converted layer: its current spec and stochastic rounding's noise."""
+    """Mixin state of a converted layer: its current spec, stochastic rounding's noise and
+    the probe that watches its operands (with the layer's name there)."""
 
     quant: QuantSpec | None = None
     noise: NoiseStream | None = None
+    probe: tuple[Probe, str] | None = None
 
     def operand_quantizer(self, spec: QuantSpec) -> OperandQuantizer:
-        noise = self.noise
+        noise, probe = self.noise, self.probe
 
         def quantize_operand(t: Tensor, operand: Operand, dim: int) -> Tensor:
+            q = quantize(t, spec.fmt, dim, spec.rounding(operand), noise)
+            if probe is not None and probe[0].enabled:
+                probe[0].record(probe[1], operand, spec.fmt, dim, t, q)
             # quantize returns FP32; a float64 or half layer needs its own dtype back.
-            return quantize(t, spec.fmt, dim, spec.rounding(operand), noise).to(t.dtype)
+            return q.to(t.dtype)
 
         return quantize_operand
 
@@ -145,6 +151,12 @@ def convert(
 def quantized_layers(model: nn.Module) -> list[tuple[str, QuantizedLayer]]:
     """The converted layers in module order (the order schedules count positions in)."""
     return [(name, m) for name, m in model.named_modules() if isinstance(m, QuantizedLayer)]
+
+
+def attach_probe(model: nn.Module, probe: Probe | None) -> None:
+    """Let ``probe`` watch every quantized layer of ``model`` (None: stop watching)."""
+    for name, layer in quantized_layers(model):
+        layer.probe = None if probe is None else (probe, name)
 
 
 @torch.no_grad()

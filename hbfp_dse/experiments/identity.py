@@ -6,9 +6,10 @@ counted, so that its identity stayed where it was). Sweeps pin ``auto`` to a kin
 hash; an ``auto`` left in a configuration (as stored before kinds counted) is hashed as the CPU
 run it was then, on every machine. A field added after hashing was versioned
 enters it only where it differs from its default, so that adding a field with a default leaves
-every stored run's identity, and so its results, where they were. ``HASH_VERSION`` names this
-scheme; a change to it (or to a default's value, which changes what a stored configuration
-means) needs a store revision that rehashes the stored runs.
+every stored run's identity, and so its results, where they were; ``analysis`` (statistics
+taken on the side) never enters it. ``HASH_VERSION`` names this scheme; a change to it (or to
+a default's value, which changes what a stored configuration means) needs a store revision
+that rehashes the stored runs.
 """
 
 from __future__ import annotations
@@ -63,6 +64,7 @@ VERSIONED_FIELDS: dict[str, frozenset[str]] = {
 def config_hash(config: TrainConfig) -> str:
     data = canonical(config, config.model_dump(mode="json"))
     del data["device"]
+    data.pop("analysis", None)  # watching a run changes none of its numbers
     if config.device != "auto" and device_type(config.device) != "cpu":
         data["device_type"] = device_type(config.device)
     text = json.dumps(data, sort_keys=True, separators=(",", ":"))

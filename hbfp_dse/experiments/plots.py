@@ -1,4 +1,5 @@
-"""Plots of results: accuracy against density with the Pareto front, and search history."""
+"""Plots of results: accuracy against density with the Pareto front, search history, and
+heatmaps of the precision each layer loses."""
 
 from __future__ import annotations
 
@@ -8,11 +9,15 @@ import io
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
+from matplotlib import rc_context
 from matplotlib.axes import Axes
+from matplotlib.colors import LogNorm, Normalize
 from matplotlib.figure import Figure  # used without pyplot: no display, no global state
 from matplotlib.ticker import FormatStrFormatter, MaxNLocator, NullFormatter
 
 from ..errors import UserError
+from .precision import Grid
 from .report import ConfigSummary
 
 
@@ -103,23 +108,97 @@ def save(
     table_html: str = "",
 ) -> None:
     """PNG, SVG or PDF by suffix; ``.html`` embeds the PNG beside a table of the runs."""
-    suffix = path.suffix.lower()
-    if suffix not in (".png", ".svg", ".pdf", ".html"):
+    check_path(path)
+    write(path, figure(summaries, history), "hbfp-dse report", table_html)
+
+
+def check_path(path: Path) -> None:
+    if path.suffix.lower() not in (".png", ".svg", ".pdf", ".html"):
         raise PlotPathError(path, "give a .png, .svg, .pdf or .html file")
     if not path.parent.exists():
         raise PlotPathError(path, f"directory {path.parent} does not exist")
-    fig = figure(summaries, history)
-    if suffix == ".html":
+
+
+def write(path: Path, fig: Figure, title: str, table_html: str = "") -> None:
+    """``fig`` as ``path``'s suffix says; SVG keeps its text as text."""
+    with rc_context({"svg.fonttype": "none"}):
+        if path.suffix.lower() != ".html":
+            fig.savefig(path, dpi=120)
+            return
         buffer = io.BytesIO()
         fig.savefig(buffer, format="png", dpi=120)
-        image = base64.b64encode(buffer.getvalue()).decode()
-        path.write_text(
-            "<!doctype html><meta charset='utf-8'><title>hbfp-dse report</title>"
-            f"<h1>hbfp-dse report</h1><img alt='accuracy against density' "
-            f"src='data:image/png;base64,{image}'>{table_html}"
-        )
-    else:
-        fig.savefig(path, dpi=120)
+    image = base64.b64encode(buffer.getvalue()).decode()
+    heading = html.escape(title)
+    path.write_text(
+        f"<!doctype html><meta charset='utf-8'><title>{heading}</title>"
+        f"<h1>{heading}</h1><img alt='{heading}' "
+        f"src='data:image/png;base64,{image}'>{table_html}"
+    )
+
+
+def heatmaps(grids: Sequence[Grid], statistic: str, operands: str) -> Figure:
+    """One panel per run: layers down, epochs across, the statistic's value in colour (and
+    written in the cell where there is room), on one colour scale for all panels."""
+    columns = min(len(grids), 3)
+    rows = -(-len(grids) // columns)
+    tallest = max(len(g.layers) for g in grids)
+    widest = max(len(g.epochs) for g in grids)
+    fig = Figure(
+        figsize=(columns * (2.5 + 0.6 * widest), rows * (1.2 + 0.32 * tallest)),
+        layout="constrained",
+    )
+    axes = fig.subplots(rows, columns, squeeze=False)
+    values = [v for g in grids for row in g.values for v in row if v is not None]
+    norm = _norm(statistic, values)
+    cmap = "viridis_r" if statistic == "sqnr_db" else "viridis"  # bright: precision lost
+    image = None
+    for ax, grid in zip(axes.flat, grids, strict=False):
+        cells = np.array([[np.nan if v is None else v for v in row] for row in grid.values])
+        image = ax.imshow(cells, aspect="auto", cmap=cmap, norm=norm, interpolation="nearest")
+        ax.set_yticks(range(len(grid.layers)), grid.layers, fontsize=7)
+        ax.set_xticks(range(len(grid.epochs)), [str(e + 1) for e in grid.epochs], fontsize=7)
+        ax.set_xlabel("epoch")
+        ax.set_title(grid.title, fontsize=9)
+        if len(grid.layers) * len(grid.epochs) <= 400:
+            for (i, j), value in np.ndenumerate(cells):
+                if not np.isnan(value):
+                    ax.text(
+                        j,
+                        i,
+                        _short(value),
+                        ha="center",
+                        va="center",
+                        fontsize=6,
+                        color="white" if norm(value) < 0.5 else "black",
+                    )
+    for ax in list(axes.flat)[len(grids) :]:
+        ax.set_visible(False)
+    if image is not None:
+        bar = fig.colorbar(image, ax=axes, shrink=0.8)
+        bar.set_label(f"{STATISTIC_LABELS[statistic]} ({operands})")
+    return fig
+
+
+STATISTIC_LABELS = {
+    "sqnr_db": "SQNR (dB)",
+    "rel_l2": "relative L2 error",
+    "wasserstein": "Wasserstein distance / std",
+    "flushed": "share flushed to zero",
+    "saturated": "share saturated",
+}
+
+
+def _norm(statistic: str, values: Sequence[float]) -> Normalize:
+    positive = [v for v in values if v > 0]
+    if statistic in ("wasserstein", "rel_l2") and positive and max(positive) > 10 * min(positive):
+        return LogNorm(min(positive), max(positive))
+    if not values:
+        return Normalize(0, 1)
+    return Normalize(min(values), max(values) if max(values) > min(values) else min(values) + 1)
+
+
+def _short(value: float) -> str:
+    return f"{value:.1f}" if abs(value) >= 10 else f"{value:.2g}"
 
 
 def table_html(rows: Sequence[dict[str, object]]) -> str:

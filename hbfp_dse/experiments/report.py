@@ -3,11 +3,13 @@ configuration for a target accuracy."""
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from ..training.config import TEXT_DATASETS
 from .store import AttemptRecord, RunRecord
 
 
@@ -36,6 +38,24 @@ class ConfigSummary:
     def accuracy_std(self) -> float | None:
         done = [r.final_acc for r in self.done]
         return statistics.stdev(done) if len(done) > 1 else (0.0 if done else None)  # type: ignore[arg-type]
+
+    @property
+    def test_loss(self) -> float | None:
+        """The mean final test loss (cross-entropy in nats) of the finished runs read with
+        their epochs."""
+        losses = [r.epochs[-1].test_loss for r in self.done if r.epochs]
+        return statistics.fmean(losses) if losses else None
+
+    @property
+    def language(self) -> bool:
+        """Whether the runs predict tokens, whose loss is then also given as perplexity."""
+        return self.config.get("dataset") in TEXT_DATASETS
+
+    @property
+    def perplexity(self) -> float | None:
+        """exp of the mean test loss: the perplexity of the held-out text per token."""
+        loss = self.test_loss
+        return math.exp(loss) if loss is not None and self.language else None
 
     @property
     def status(self) -> str:
@@ -155,6 +175,8 @@ def summary_json(summary: ConfigSummary) -> dict[str, Any]:
         "config_id": summary.config_id,
         "accuracy": summary.accuracy,
         "accuracy_std": summary.accuracy_std,
+        "test_loss": summary.test_loss,
+        "perplexity": summary.perplexity,
         "density": summary.density,
         "seeds": len(summary.runs),
         "done": len(summary.done),

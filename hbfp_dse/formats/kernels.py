@@ -114,7 +114,7 @@ def from_blocks(blocks: Tensor, x: Tensor) -> Tensor:
     return blocks.reshape(outer, -1, inner)[:, :length].contiguous()
 
 
-def _finite_abs(x: Tensor) -> tuple[Tensor, Tensor]:
+def finite_abs(x: Tensor) -> tuple[Tensor, Tensor]:
     magnitude = x.abs()
     finite = magnitude < _INF  # False for NaN and Inf
     return torch.where(finite, magnitude, 0.0), finite
@@ -169,7 +169,7 @@ def hbfp_scale(
     inner] (with sub-blocks, one per element: [outer, L / B, B, inner]), followed, unless
     ``divide``, by the factors that divide by it (``reciprocal_factors``)."""
     blocks = to_blocks(x, block_size)
-    magnitude, _ = _finite_abs(blocks)
+    magnitude, _ = finite_abs(blocks)
     exponent = floor_log2(magnitude.amax(2, keepdim=True)).clamp(exp_lo, exp_hi)
     if sub_block_size is not None:
         outer, count, _, inner = blocks.shape
@@ -235,7 +235,7 @@ def element(
 
 def minifloat(x: Tensor, key: Tensor | None, *, spec: ElementSpec, divide: bool = False) -> Tensor:
     """Element-wise narrow float cast; NaN stays NaN, Inf stays Inf (NaN without Inf)."""
-    _, finite = _finite_abs(x)
+    _, finite = finite_abs(x)
     noise = None if key is None else uniform_noise(x.shape, key)
     q = element(torch.where(finite, x, 0.0), noise, spec, not spec.has_inf, divide)
     passthrough = x if spec.has_inf else x - x  # Inf - Inf is NaN
@@ -251,7 +251,7 @@ def mx(
     A block holding NaN or Inf has a NaN scale, so the whole block decodes to NaN.
     """
     blocks = to_blocks(x, block_size)
-    magnitude, finite = _finite_abs(blocks)
+    magnitude, finite = finite_abs(blocks)
     all_finite = finite.all(2, keepdim=True)
     shared = (floor_log2(magnitude.amax(2, keepdim=True)) - spec.emax).clamp(-127, 127)
     scale = pow2(shared)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import logging
 import os
 import types
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Literal
 
 import torch
@@ -73,18 +74,38 @@ def quantize(
         key = (noise or NoiseStream.from_global_rng()).draw(x.device)
     elif isinstance(fmt, FloatFormat) and fmt.name in ("bf16", "fp16"):
         return x.to(torch.bfloat16 if fmt.name == "bf16" else torch.float16).float()
-    # Kernels see a contiguous [outer, L, inner] view blocked along L: any dense layout
-    # (channels-last included) gets there by a permutation, without a copy, and the few
-    # shapes this leaves keep the compiled kernels from recompiling for every layer.
-    order = _dense_order(x)
-    x = x.permute(order)
-    dim = order.index(dim)
-    shape = x.shape
-    fmt = _covering_block(fmt, shape[dim])
-    x3 = x.reshape(_blocked_view(fmt, shape[:dim].numel(), shape[dim], shape[dim + 1 :].numel()))
+    view = BlockedView.of(x, fmt, dim)
     with torch.no_grad():
-        out = _run(fmt, backend, x3, key)
-    return out.reshape(shape).permute(_inverse(order))
+        return view.restore(_run(view.fmt, backend, view.blocks, key))
+
+
+@dataclasses.dataclass(frozen=True)
+class BlockedView:
+    """What the kernels see of a tensor: a contiguous [outer, L, inner] view blocked along L
+    (or the 4-D view of ``_blocked_view``). Any dense layout (channels-last included) gets
+    there by a permutation, without a copy, and the few shapes this leaves keep the compiled
+    kernels from recompiling for every layer. ``fmt`` is the format as the kernels apply it
+    (``_covering_block``)."""
+
+    blocks: Tensor
+    fmt: Format
+    shape: torch.Size  # of the permuted tensor
+    order: list[int]
+
+    @classmethod
+    def of(cls, x: Tensor, fmt: Format, dim: int) -> BlockedView:
+        """``x``: FP32 of rank >= 1; ``dim``: normalised."""
+        order = _dense_order(x)
+        x = x.permute(order)
+        dim = order.index(dim)
+        shape = x.shape
+        fmt = _covering_block(fmt, shape[dim])
+        outer, inner = shape[:dim].numel(), shape[dim + 1 :].numel()
+        return cls(x.reshape(_blocked_view(fmt, outer, shape[dim], inner)), fmt, shape, order)
+
+    def restore(self, out: Tensor) -> Tensor:
+        """A kernel's result (shaped like ``blocks``) in the shape and layout of the input."""
+        return out.reshape(self.shape).permute(_inverse(self.order))
 
 
 def _run(fmt: Format, backend: Backend, x: Tensor, key: Tensor | None) -> Tensor:
@@ -163,12 +184,27 @@ def _normalise_dim(dim: int, rank: int) -> int:
     return dim % rank
 
 
+@contextlib.contextmanager
+def eager_only() -> Iterator[None]:
+    """``"auto"`` runs eager inside (in every thread): for work too short to repay the
+    compilation of each format, such as a sensitivity analysis of a few batches."""
+    global _eager_only
+    saved, _eager_only = _eager_only, True
+    try:
+        yield
+    finally:
+        _eager_only = saved
+
+
+_eager_only = False
+
+
 def _use_compiled(backend: Backend, x: Tensor, where: tuple[Format, str]) -> bool:
     if backend == "eager" or where in _compile_failures:
         return False
     if backend == "compiled":
         return True
-    if os.environ.get("HBFP_DSE_COMPILE") == "0":
+    if _eager_only or os.environ.get("HBFP_DSE_COMPILE") == "0":
         return False
     return x.device.type != "cpu" or x.numel() >= COMPILE_MIN_NUMEL
 

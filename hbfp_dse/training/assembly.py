@@ -15,12 +15,12 @@ from torch import nn
 from ..emulation import LayerInfo, convert, layer_infos
 from ..errors import UserError
 from ..formats import NoiseStream
-from .config import TrainConfig
+from .config import FOLDER_DATASET, TEXT_DATASETS, TrainConfig
 from .custom import is_import_path, user_dataset, user_language_model
 from .data import DATASET_INFO, DATASET_NAMES, DatasetInfo
-from .folders import FOLDER_DATASET, folder_info
+from .folders import folder_info
 from .models import LANGUAGE_MODEL_NAMES, TRANSFORMER_NAMES, build_model
-from .text import TEXT_DATASETS, text_info
+from .text import text_info
 
 
 @dataclass(frozen=True)

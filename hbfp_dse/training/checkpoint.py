@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..errors import UserError
 from ..formats import NoiseStream
 from .results import EpochRecord
 
@@ -127,6 +128,24 @@ def load_checkpoint(state: Checkpointed, path: Path, owner: CheckpointOwner | No
             _restore(state, saved)
             return True
     return False
+
+
+def load_model_weights(model: nn.Module, path: Path) -> None:
+    """Only the model's weights from the checkpoint at ``path`` (a run's, by ``sweep`` or
+    ``train --checkpoint``); a file that is none, or of another model, is a user error."""
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise UserError(f"checkpoint {path} does not exist") from None
+    except _UNREADABLE as err:
+        raise UserError(f"checkpoint {path} cannot be read: {err}") from None
+    if not isinstance(saved, dict) or "model" not in saved:
+        raise UserError(f"checkpoint {path} is not an hbfp-dse checkpoint")
+    try:
+        model.load_state_dict(saved["model"])
+    except RuntimeError as err:
+        first = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise UserError(f"checkpoint {path} holds another model: {first}") from None
 
 
 def remove_checkpoint(path: Path) -> None:

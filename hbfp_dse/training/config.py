@@ -10,6 +10,7 @@ from pydantic import Field, field_validator, model_validator
 
 from ..configfile import StrictModel, read_yaml, validate
 from ..emulation import Blocking, Quantization, Rule, Schedule
+from ..emulation.statistics import SAMPLES
 from ..formats import Rounding, parse_format
 from .devices import DeviceError, check_device_name
 from .optim import LRScheduleConfig, OptimizerConfig
@@ -17,6 +18,8 @@ from .optim import LRScheduleConfig, OptimizerConfig
 DEFAULT_IMAGE_SIZE = 224  # an image folder's crops
 DEFAULT_LOADER_WORKERS = 4
 DEFAULT_CONTEXT_LENGTH = 64  # tokens a text sample holds
+FOLDER_DATASET = "imagefolder"  # train/ and val/ folders of images
+TEXT_DATASETS = ("pydoc-topics", "text")
 # Seeds are stored in 32-bit integer columns (PostgreSQL's INTEGER).
 Seed = Annotated[int, Field(ge=0, le=2**31 - 1)]
 
@@ -110,6 +113,14 @@ class ScheduleConfig(StrictModel):
         )
 
 
+class AnalysisConfig(StrictModel):
+    """Quantization-error statistics of every quantized operand, on every ``every``-th
+    training step (``emulation.statistics``); the distance on ``samples`` elements each."""
+
+    every: int = Field(50, ge=1)
+    samples: int = Field(SAMPLES, ge=16, le=1 << 20)
+
+
 class TrainConfig(StrictModel):
     """Everything that defines one training run. Defaults: the small CNN on mnist-5k."""
 
@@ -136,6 +147,9 @@ class TrainConfig(StrictModel):
     backward_rounding: Rounding = "nearest"
     weight_storage: str | None = None
     quantize_attention: bool = False  # also the matmuls inside nn.MultiheadAttention
+
+    # Watching changes no number of the run, so it is no part of the run's identity.
+    analysis: AnalysisConfig | None = None
 
     seed: Seed = 0
     device: str = "auto"
@@ -164,14 +178,14 @@ class TrainConfig(StrictModel):
     def _folder_settings(self) -> TrainConfig:
         """Image folders' settings: refused elsewhere, and a default given is the default, so
         that a setting that changes nothing never changes a run's identity."""
-        folders = self.dataset == "imagefolder"
+        folders = self.dataset == FOLDER_DATASET
         if self.image_size is not None and not folders:
             raise ValueError("image_size applies to dataset imagefolder only")
         if self.loader_workers != DEFAULT_LOADER_WORKERS and not folders:
             raise ValueError("loader_workers applies to dataset imagefolder only")
         if self.image_size == DEFAULT_IMAGE_SIZE:
             self.image_size = None
-        text = self.dataset in ("pydoc-topics", "text")
+        text = self.dataset in TEXT_DATASETS
         if self.context_length is not None and not text:
             raise ValueError("context_length applies to the text datasets only")
         if self.context_length == DEFAULT_CONTEXT_LENGTH:

@@ -22,10 +22,9 @@ from torchvision.datasets import ImageFolder
 from torchvision.transforms import v2
 
 from ..errors import UserError
-from .config import DEFAULT_IMAGE_SIZE
+from .config import DEFAULT_IMAGE_SIZE, FOLDER_DATASET
 from .data import DatasetInfo, Normaliser, class_balanced_order, epoch_generator
 
-FOLDER_DATASET = "imagefolder"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 _EVALUATION_SPLITS = ("val", "test")

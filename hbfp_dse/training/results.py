@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Literal
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 from ..emulation.schedule import LayerInfo
+from ..emulation.statistics import OperandStatistics
 from ..formats import Format
 
 TrainStatus = Literal["done", "diverged", "stopped"]
@@ -23,6 +24,32 @@ class EpochRecord:
     seconds: float
     images_per_s: float
     formats: dict[str, str]
+    # With ``analysis`` set: every quantized operand's error over the epoch's sampled steps.
+    statistics: list[OperandStatistics] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        # A checkpoint keeps them as dicts.
+        self.statistics = [
+            s if isinstance(s, OperandStatistics) else OperandStatistics(**s)
+            for s in self.statistics
+        ]
+
+    def columns(self) -> dict[str, Any]:
+        """The epoch's own values, without its statistics (the store's epoch row)."""
+        return {f: getattr(self, f) for f in EPOCH_COLUMNS}
+
+
+EPOCH_COLUMNS = (
+    "epoch",
+    "train_loss",
+    "train_acc",
+    "test_loss",
+    "test_acc",
+    "lr",
+    "seconds",
+    "images_per_s",
+    "formats",
+)
 
 
 @dataclass

@@ -22,7 +22,6 @@ from ..errors import UserError
 from .config import DEFAULT_CONTEXT_LENGTH
 from .data import DatasetInfo, epoch_generator, to_device
 
-TEXT_DATASETS = ("pydoc-topics", "text")
 VOCABULARY = 256
 _SPLITS = (0.90, 0.05)  # train, validation; the test split is the rest
 _CPU = torch.device("cpu")

@@ -15,21 +15,34 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..emulation import LayerInfo, Quantization, apply_formats, round_master_weights
+from ..emulation import (
+    LayerInfo,
+    Probe,
+    Quantization,
+    apply_formats,
+    attach_probe,
+    round_master_weights,
+)
 from ..errors import UserError
 from ..formats import Format, NoiseStream
 from . import distributed
 from .assembly import model_for
-from .checkpoint import CheckpointOwner, load_checkpoint, save_checkpoint, seed_everything
-from .config import TrainConfig
+from .checkpoint import (
+    CheckpointOwner,
+    load_checkpoint,
+    load_model_weights,
+    save_checkpoint,
+    seed_everything,
+)
+from .config import FOLDER_DATASET, TEXT_DATASETS, TrainConfig
 from .custom import is_import_path, user_dataset
 from .data import DatasetPair, TensorBatches, load_dataset, subsets
 from .devices import exact_float32, resolve_device
 from .distributed import Ranks
-from .folders import FOLDER_DATASET, FolderBatches, FolderDataset, load_folders
+from .folders import FolderBatches, FolderDataset, load_folders
 from .optim import build_lr_scheduler, build_optimizer
 from .results import EpochRecord, RunResult, TrainStatus, format_names
-from .text import TEXT_DATASETS, TextBatches, TextDataset, load_text
+from .text import TextBatches, TextDataset, load_text
 
 
 class Callback(Protocol):
@@ -76,6 +89,7 @@ class TrainingState:
     quantization: Quantization
     step_model: nn.Module  # what the steps call: DDP over ``model`` in a run of processes
     ranks: Ranks | None
+    probe: Probe | None  # with ``analysis``: watches every quantized operand on sampled steps
     history: list[EpochRecord] = field(default_factory=list)
 
     @property
@@ -142,6 +156,10 @@ def _initial_state(config: TrainConfig, data: Data | None) -> TrainingState:
     model = built.model.to(device)
     if config.channels_last:
         model.to(memory_format=torch.channels_last)
+    probe = None
+    if config.analysis is not None:
+        probe = Probe(config.analysis.samples, seed=config.seed)
+        attach_probe(model, probe)
     model, step_model = distributed.prepare(model, device, ranks)
     optimizer = build_optimizer(model, config.optimizer)
     data = data.to(device)
@@ -163,6 +181,7 @@ def _initial_state(config: TrainConfig, data: Data | None) -> TrainingState:
         quantization=config.quantization(),
         step_model=step_model,
         ranks=ranks,
+        probe=probe,
     )
 
 
@@ -200,8 +219,28 @@ def train(
         for cb in callbacks:
             _call(cb, "on_start", config.epochs, len(state.train_batches), tuple(state.history))
         if sync_every is None:
-            sync_every = 1 if state.device.type == "cpu" else SYNC_EVERY_STEPS
+            sync_every = _default_sync_every(state.device)
         return _train_epochs(state, callbacks, checkpoint, owner, max(sync_every, 1))
+
+
+def _default_sync_every(device: torch.device) -> int:
+    return 1 if device.type == "cpu" else SYNC_EVERY_STEPS
+
+
+def trained_state(
+    config: TrainConfig, *, weights: Path | None = None, data: Data | None = None
+) -> TrainingState:
+    """The live state of ``config`` trained for its epochs, or, with ``weights``, untrained
+    with the model weights of that checkpoint file: where an analysis starts."""
+    with exact_float32(), _determinism(config.deterministic):
+        state = _initial_state(config, data)
+        if weights is not None:
+            load_model_weights(state.model, weights)
+            return state
+        result = _train_epochs(state, (), None, None, _default_sync_every(state.device))
+    if result.status != "done":
+        raise UserError(f"training before the analysis failed: {result.message}")
+    return state
 
 
 def _resume(state: TrainingState, checkpoint: Path, owner: CheckpointOwner | None) -> None:
@@ -268,7 +307,7 @@ def _call(callback: Callback, hook: str, *args: Any) -> Any:
     return method(*args) if method is not None else None
 
 
-def _model_input(state: TrainingState, images: torch.Tensor) -> torch.Tensor:
+def model_input(state: TrainingState, images: torch.Tensor) -> torch.Tensor:
     # Batches arrive contiguous; a channels-last model wants its input that way too.
     if state.config.channels_last and images.dim() == 4:
         return images.contiguous(memory_format=torch.channels_last)
@@ -331,14 +370,19 @@ def _train_epoch(
     window, epoch_totals = _DeviceSums(state.device, state.ranks), _Totals()
     lr = state.optimizer.param_groups[0]["lr"]
     steps = len(state.train_batches)
+    probe, every = state.probe, state.config.analysis.every if state.config.analysis else 0
     for step, (global_images, global_labels) in enumerate(state.train_batches):
+        if probe is not None:
+            probe.enabled = step % every == 0  # so every epoch has its statistics
         images, labels = (distributed.share(t, state.ranks) for t in (global_images, global_labels))
-        logits, labels = _per_prediction(state.step_model(_model_input(state, images)), labels)
+        logits, labels = _per_prediction(state.step_model(model_input(state, images)), labels)
         loss = _step_loss(logits, labels, global_labels.numel(), state.ranks)
         state.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         state.optimizer.step()
         state.scheduler.step()
+        if probe is not None:
+            probe.enabled = False
         if storage is not None:
             round_master_weights(state.model, storage)
         window.add(logits.detach(), labels, _loss_sum(loss.detach(), labels, global_labels, state))
@@ -363,6 +407,7 @@ def _train_epoch(
         seconds=seconds,
         images_per_s=seen / seconds if seconds > 0 else 0.0,
         formats=format_names(formats),
+        statistics=probe.take() if probe is not None else [],
     )
 
 
@@ -403,7 +448,7 @@ def evaluate(state: TrainingState) -> tuple[float, float]:
     sums = _DeviceSums(state.device, state.ranks)
     for global_images, global_labels in state.data.test_batches(max(state.config.batch_size, 256)):
         images, labels = (distributed.share(t, state.ranks) for t in (global_images, global_labels))
-        logits, labels = _per_prediction(state.model(_model_input(state, images)), labels)
+        logits, labels = _per_prediction(state.model(model_input(state, images)), labels)
         sums.add(logits, labels, F.cross_entropy(logits, labels, reduction="sum"))
     totals, _ = sums.read()
     return totals.mean_loss, totals.accuracy

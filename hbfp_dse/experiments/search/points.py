@@ -11,11 +11,11 @@ from __future__ import annotations
 import fnmatch
 import math
 import warnings
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 from ...errors import UserError
-from ...formats import parse_format
+from ...formats import HBFPFormat, parse_format
 from ...training.config import TrainConfig
 from ..space import LayerFormat, Point, hbfp_name, point_config
 from .section import Choices, SearchSpace
@@ -162,10 +162,49 @@ def anchor_params(space: SearchSpace, groups: Sequence[LayerGroup]) -> dict[str,
             params[group.block_param] = min(
                 group.choices.block_size, key=lambda b: abs(math.log2(b / 64))
             )
-        params["boost_last_epochs"] = min(space.boost_last_epochs, key=lambda n: abs(n - boost))
-        params["sub_block"] = max(choices["sub_block"], key=lambda s: math.inf if s is None else s)
-        params["rounding"] = (
-            "nearest" if "nearest" in choices["rounding"] else choices["rounding"][0]
-        )
-        anchors[name] = params
+        anchors[name] = {**params, **_shared_settings(space, choices, boost)}
     return anchors
+
+
+def _shared_settings(
+    space: SearchSpace, choices: dict[str, list[ParamValue]], boost: int
+) -> Params:
+    """An anchor's settings beside its widths: boosted epochs nearest ``boost``, one scaling
+    level or else the largest sub-block, nearest rounding or else the first choice."""
+    return {
+        "boost_last_epochs": min(space.boost_last_epochs, key=lambda n: abs(n - boost)),
+        "sub_block": max(choices["sub_block"], key=lambda s: math.inf if s is None else s),
+        "rounding": "nearest" if "nearest" in choices["rounding"] else choices["rounding"][0],
+    }
+
+
+def proposal_params(
+    space: SearchSpace,
+    groups: Sequence[LayerGroup],
+    layer_names: Sequence[str],
+    narrow: HBFPFormat,
+    wide: HBFPFormat,
+    boosted: Collection[str],
+) -> Params:
+    """An analysis's proposal (``narrow`` everywhere, ``wide`` on the ``boosted`` layers) as
+    the nearest point of the space: a group with a boosted layer takes the mantissa width and
+    block size nearest ``wide``'s, the others ``narrow``'s (ties: the wider width); no boosted
+    epochs where the space allows, the rest as for anchors."""
+    params: Params = {}
+    for group in groups:
+        fmt = wide if set(_group_layers(group, layer_names)) & set(boosted) else narrow
+        params[group.mantissa_param] = min(
+            group.choices.mantissa_bits, key=lambda m: (abs(m - fmt.mantissa_bits), -m)
+        )
+        params[group.block_param] = min(
+            group.choices.block_size, key=lambda b: abs(math.log2(b / fmt.block_size))
+        )
+    return {**params, **_shared_settings(space, param_choices(space, groups), 0)}
+
+
+def _group_layers(group: LayerGroup, names: Sequence[str]) -> list[str]:
+    if group.label == "first":
+        return list(names[:1])
+    if group.label == "last":
+        return list(names[-1:])
+    return [n for n in names[1:-1] if any(fnmatch.fnmatchcase(n, g) for g in group.selectors)]

@@ -19,12 +19,13 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from ...emulation import LayerInfo
 from ...errors import UserError
 from ...training.assembly import model_for
 from ...training.config import TrainConfig
@@ -35,8 +36,10 @@ from .points import (
     layer_groups,
     param_choices,
     params_point,
+    proposal_params,
     space_size,
 )
+from .proposal import Proposal
 from .sampler import EVALUATED, FINISHED, make_sampler, point_key
 from .section import SearchSpace
 
@@ -128,6 +131,16 @@ def enqueue_anchors(study: optuna.Study, space: SearchSpace, groups: list[LayerG
     """Queue the anchors ahead of sampled trials; ones already tried are not queued again."""
     for name, params in anchor_params(space, groups).items():
         study.enqueue_trial(params, user_attrs={"anchor": name}, skip_if_exists=True)
+
+
+def enqueue_proposal(
+    study: optuna.Study, space: SearchSpace, layers: Sequence[LayerInfo], proposal: Proposal
+) -> None:
+    """Queue an analysis's proposal (as the nearest point of the space) ahead of all else."""
+    names = [layer.name for layer in layers]
+    groups = layer_groups(space, names)
+    params = proposal_params(space, groups, names, proposal.narrow, proposal.wide, proposal.boosted)
+    study.enqueue_trial(params, user_attrs={"anchor": "analysis"}, skip_if_exists=True)
 
 
 def run_search(

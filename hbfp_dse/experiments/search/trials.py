@@ -24,11 +24,13 @@ from ..runner import DATA_CACHE, Emit, FaultLimit, WorkerOptions, execute_run
 from ..store import FINISHED_STATUSES, RunRecord, Store, worker_name
 from ..sweepfile import PlannedRun, SweepSpec
 from .points import layer_groups
+from .proposal import Proposal
 from .pruning import make_pruner
 from .section import SearchSpace
 from .study import (
     best_feasible_trial,
     create_study,
+    enqueue_proposal,
     evaluated_trials,
     run_search,
     search_history,
@@ -55,6 +57,7 @@ class SearchJob:
     study_name: str
     trials: int | None = None
     timeout: float | None = None
+    proposal: Proposal | None = None  # an analysis's, tried first
 
     @classmethod
     def for_sweep(
@@ -66,13 +69,14 @@ class SearchJob:
         study_name: str | None = None,
         trials: int | None = None,
         timeout: float | None = None,
+        proposal: Proposal | None = None,
     ) -> SearchJob:
         """The search of a sweep file's ``search:`` section; the study is named
         ``NAME@TARGET`` unless given."""
         if spec.search is None:
             raise NoSearchSectionError(spec.name)
         name = study_name or f"{spec.name}@{target:g}"
-        return cls(spec, spec_yaml, source, spec.search, target, name, trials, timeout)
+        return cls(spec, spec_yaml, source, spec.search, target, name, trials, timeout, proposal)
 
     @property
     def total_trials(self) -> int:
@@ -207,7 +211,9 @@ def prepare(store: Store, job: SearchJob) -> int:
     """Create or check the study, and register the sweep (without its grid runs) so that
     trials can be stored under it. The study is made here, once, because processes that
     create Optuna's tables at the same time collide. Call :func:`check_search` first."""
-    create_study(store.url, job.study_name, job.space, job.target)
+    study = create_study(store.url, job.study_name, job.space, job.target)
+    if job.proposal is not None:
+        enqueue_proposal(study, job.space, model_for(job.spec.base).layers, job.proposal)
     sweep_id, _ = store.register(job.spec.name, job.spec_yaml, provenance(job.source), [])
     return sweep_id
 

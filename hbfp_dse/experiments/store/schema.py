@@ -110,6 +110,27 @@ class EpochRow(Base):
     run: Mapped[RunRow] = relationship(back_populates="epochs")
 
 
+class OperandStatisticsRow(Base):
+    """One quantized operand of one layer in one epoch (``emulation.statistics``)."""
+
+    __tablename__ = PREFIX + "operand_statistics"
+    run_id: Mapped[int] = mapped_column(
+        ForeignKey(PREFIX + "runs.id", ondelete="CASCADE"), primary_key=True
+    )
+    epoch: Mapped[int] = mapped_column(Integer, primary_key=True)
+    layer: Mapped[str] = mapped_column(String(300), primary_key=True)
+    operand: Mapped[str] = mapped_column(String(16), primary_key=True)
+    format: Mapped[str] = mapped_column(String(64))
+    steps: Mapped[int] = mapped_column(Integer)
+    sqnr_db: Mapped[float | None] = mapped_column(Float)
+    rel_l2: Mapped[float] = mapped_column(Float)
+    wasserstein: Mapped[float] = mapped_column(Float)
+    flushed: Mapped[float] = mapped_column(Float)
+    saturated: Mapped[float] = mapped_column(Float)
+    exp_min: Mapped[int | None] = mapped_column(Integer)
+    exp_max: Mapped[int | None] = mapped_column(Integer)
+
+
 class AttemptRow(Base):
     """One attempt at a run and the environment it trained in."""
 

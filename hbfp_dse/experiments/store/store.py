@@ -39,8 +39,9 @@ from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 from sqlalchemy.orm import Session, aliased, joinedload, selectinload
 
+from ...emulation.statistics import OperandStatistics
 from ...errors import UserError
-from ...training.results import EpochRecord
+from ...training.results import EPOCH_COLUMNS, EpochRecord
 from .errors import (
     LostRunError,
     NoDatabaseError,
@@ -62,7 +63,15 @@ from .records import (
     SweepRecord,
 )
 from .retry import retried
-from .schema import AttemptRow, Base, EpochRow, RunRow, SweepRow, utcnow
+from .schema import (
+    AttemptRow,
+    Base,
+    EpochRow,
+    OperandStatisticsRow,
+    RunRow,
+    SweepRow,
+    utcnow,
+)
 
 DEFAULT_URL = "sqlite:///results.db"
 ENV_URL = "HBFP_DSE_DB"
@@ -393,9 +402,14 @@ class Store:
                 resumed_from_epoch=len(history) or None,
             )
             connection.execute(delete(EpochRow).where(EpochRow.run_id == lease.run_id))
+            connection.execute(
+                delete(OperandStatisticsRow).where(OperandStatisticsRow.run_id == lease.run_id)
+            )
             for chunk in chunks(history):
-                rows = [{"run_id": lease.run_id, **asdict(record)} for record in chunk]
+                rows = [{"run_id": lease.run_id, **record.columns()} for record in chunk]
                 connection.execute(insert(EpochRow), rows)
+            for record in history:
+                _insert_statistics(connection, lease.run_id, record)
             connection.execute(
                 self._insert_ignore(AttemptRow).values(
                     run_id=lease.run_id,
@@ -411,12 +425,12 @@ class Store:
     def record_epoch(self, lease: Lease, record: EpochRecord) -> None:
         with self.engine.begin() as connection:
             self._hold(connection, lease)
-            connection.execute(
-                delete(EpochRow).where(
-                    EpochRow.run_id == lease.run_id, EpochRow.epoch == record.epoch
+            for table in (EpochRow, OperandStatisticsRow):
+                connection.execute(
+                    delete(table).where(table.run_id == lease.run_id, table.epoch == record.epoch)
                 )
-            )
-            connection.execute(insert(EpochRow).values(run_id=lease.run_id, **asdict(record)))
+            connection.execute(insert(EpochRow).values(run_id=lease.run_id, **record.columns()))
+            _insert_statistics(connection, lease.run_id, record)
 
     @retried
     def finish(
@@ -494,6 +508,27 @@ class Store:
             return [_run_record(row, with_epochs) for row in session.scalars(query)]
 
     @retried
+    def operand_statistics(
+        self, run_ids: Sequence[int]
+    ) -> dict[int, list[tuple[int, OperandStatistics]]]:
+        """Every stored ``(epoch, statistics)`` of the runs, by run, in the order of epoch,
+        layer name and operand."""
+        found: dict[int, list[tuple[int, OperandStatistics]]] = {i: [] for i in run_ids}
+        names = [f.name for f in fields(OperandStatistics)]
+        table = OperandStatisticsRow
+        with self.engine.connect() as connection:
+            for chunk in chunks(run_ids):
+                query = (
+                    select(table)
+                    .where(table.run_id.in_(chunk))
+                    .order_by(table.run_id, table.epoch, table.layer, table.operand)
+                )
+                for row in connection.execute(query).mappings():
+                    statistics = OperandStatistics(**{name: row[name] for name in names})
+                    found[row["run_id"]].append((row["epoch"], statistics))
+        return found
+
+    @retried
     def run(self, run_id: int) -> RunRecord:
         """A run with its epochs."""
         options = [joinedload(RunRow.sweep), selectinload(RunRow.epochs)]
@@ -529,6 +564,12 @@ class Store:
             )
 
 
+def _insert_statistics(connection: Connection, run_id: int, record: EpochRecord) -> None:
+    rows = [{"run_id": run_id, "epoch": record.epoch, **asdict(s)} for s in record.statistics]
+    for chunk in chunks(rows):
+        connection.execute(insert(OperandStatisticsRow), chunk)
+
+
 def _lost(connection: Connection, lease: Lease) -> LostRunError:
     holder = connection.scalar(select(RunRow.worker).where(RunRow.id == lease.run_id))
     return LostRunError(
@@ -539,7 +580,7 @@ def _lost(connection: Connection, lease: Lease) -> LostRunError:
 def _run_record(row: RunRow, with_epochs: bool) -> RunRecord:
     """Built while ``row``'s session is open; nothing of the session leaves with it."""
     epochs = tuple(
-        EpochRecord(**{f.name: getattr(e, f.name) for f in fields(EpochRecord)})
+        EpochRecord(**{name: getattr(e, name) for name in EPOCH_COLUMNS})
         for e in (row.epochs if with_epochs else ())
     )
     columns = {name: getattr(row, name) for name in _RUN_COLUMNS}

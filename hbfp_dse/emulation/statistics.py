@@ -1,0 +1,168 @@
+"""Where precision is lost: quantization-error statistics of GEMM operands.
+
+For one operand, FP32 values x and their quantized values q:
+
+- ``sqnr_db``: 10 log10(sum x^2 / sum (x - q)^2), inf when q == x;
+- ``rel_l2``: ||x - q|| / ||x||;
+- ``wasserstein``: the 1-D Wasserstein distance between the distributions of x and of q,
+  divided by the standard deviation of x, on ``samples`` elements drawn at random (the same
+  elements of both; all of them when there are fewer);
+- ``flushed``: the share of the nonzero x that quantize to zero;
+- ``saturated``: the share of x beyond the largest magnitude representable at their scale
+  (clamped, or infinite in a format without saturation);
+- ``exp_min``, ``exp_max``: the range of the scale exponents the nonzero x were quantized at
+  (``formats.scales``: a block's shared exponent, an element format's own).
+
+A :class:`Probe` collects them during the steps it is enabled for, on the device, and sums
+them over those steps: SQNR and relative error from the summed energies, the distance as a
+mean, shares from summed counts, the exponent range over all. It draws its samples from a
+generator of its own, so that training with a probe gives the same numbers as without.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from ..formats import Format
+from ..formats.scales import element_scales
+from .quant_spec import Operand
+
+SAMPLES = 4096  # elements per operand and step for the Wasserstein distance
+STATISTICS = ("sqnr_db", "rel_l2", "wasserstein", "flushed", "saturated", "exp_min", "exp_max")
+# The sums kept per operand, in this order (float64 on the device).
+_SUMS = ("signal", "noise", "distance", "steps", "nonzero", "flushed", "count", "saturated")
+_NO_EXPONENT = 1 << 30
+
+
+@dataclass(frozen=True)
+class OperandStatistics:
+    """The statistics of one layer's operand over the sampled steps of one epoch."""
+
+    layer: str
+    operand: str  # an Operand's value: x_forward, w_forward, dy_dgrad, w_dgrad, ...
+    format: str
+    steps: int  # sampled steps (calls, where a layer quantizes an operand more than once)
+    sqnr_db: float | None  # inf: no error; None: every value was zero
+    rel_l2: float
+    wasserstein: float
+    flushed: float
+    saturated: float
+    exp_min: int | None  # None: every value was zero
+    exp_max: int | None
+
+
+def wasserstein_1d(a: Tensor, b: Tensor) -> Tensor:
+    """The 1-D Wasserstein distance between the empirical distributions of two samples of
+    one size: the mean distance between their sorted values."""
+    return (a.sort().values - b.sort().values).abs().mean()
+
+
+def _sample(x: Tensor, q: Tensor, samples: int, generator: torch.Generator) -> tuple[Tensor, ...]:
+    x, q = x.reshape(-1), q.reshape(-1)
+    if x.numel() <= samples:
+        return x, q
+    # Drawn on the CPU, so that the same elements are chosen on any device.
+    index = torch.randint(x.numel(), (samples,), generator=generator).to(x.device)
+    return x[index], q[index]
+
+
+def operand_sums(
+    x: Tensor, q: Tensor, fmt: Format, dim: int, samples: int, generator: torch.Generator
+) -> tuple[Tensor, Tensor]:
+    """One call's sums (``_SUMS``, float64) and exponent range ([min, max], int64) on the
+    device; the finite elements of ``x`` only."""
+    scales = element_scales(x, fmt, dim)
+    x, q = x.detach().double(), q.detach().double()  # exact squares and differences
+    finite = x.isfinite()
+    x, q = torch.where(finite, x, 0.0), torch.where(finite, q, 0.0)
+    error = x - q
+    xs, qs = _sample(x, q, samples, generator)
+    spread = xs.std(correction=0) if xs.numel() > 1 else xs.new_zeros(())
+    distance = torch.where(spread > 0, wasserstein_1d(xs, qs) / spread, 0.0)
+    nonzero = x != 0
+    sums = torch.stack(
+        [
+            x.square().sum(),
+            error.square().sum(),
+            distance,
+            xs.new_ones(()),
+            nonzero.sum().double(),
+            (nonzero & (q == 0)).sum().double(),
+            finite.sum().double(),
+            (finite & (x.abs() > scales.bound.double())).sum().double(),
+        ]
+    )
+    exponent = scales.exponent.long()
+    low = torch.where(nonzero, exponent, _NO_EXPONENT).amin()
+    high = torch.where(nonzero, exponent, -_NO_EXPONENT).amax()
+    return sums, torch.stack([low, high])
+
+
+class Probe:
+    """Statistics of every quantized operand while ``enabled``; :meth:`take` reads them."""
+
+    def __init__(self, samples: int = SAMPLES, seed: int = 0) -> None:
+        self.samples = samples
+        self.enabled = False
+        self._generator = torch.Generator().manual_seed(seed)
+        self._sums: dict[tuple[str, Operand], tuple[str, Tensor, Tensor]] = {}
+
+    def record(
+        self, layer: str, operand: Operand, fmt: Format, dim: int, x: Tensor, q: Tensor
+    ) -> None:
+        sums, exponents = operand_sums(x, q, fmt, dim, self.samples, self._generator)
+        key = (layer, operand)
+        if key in self._sums:
+            _, total, range_ = self._sums[key]
+            total += sums
+            range_[0] = torch.minimum(range_[0], exponents[0])
+            range_[1] = torch.maximum(range_[1], exponents[1])
+        else:
+            self._sums[key] = (fmt.name, sums, exponents)
+
+    def take(self) -> list[OperandStatistics]:
+        """The statistics since the last take, in the order operands were first recorded
+        (one read from the device), and a fresh start."""
+        if not self._sums:
+            return []
+        keys = list(self._sums)
+        sums = torch.stack([self._sums[k][1] for k in keys]).cpu().tolist()
+        ranges = torch.stack([self._sums[k][2] for k in keys]).cpu().tolist()
+        found = [
+            _statistics(layer, operand, self._sums[(layer, operand)][0], total, exponents)
+            for (layer, operand), total, exponents in zip(keys, sums, ranges, strict=True)
+        ]
+        self._sums.clear()
+        return found
+
+
+def _statistics(
+    layer: str, operand: Operand, fmt: str, sums: Sequence[float], exponents: Sequence[int]
+) -> OperandStatistics:
+    total = dict(zip(_SUMS, sums, strict=True))
+    signal, noise = total["signal"], total["noise"]
+    low, high = exponents
+    return OperandStatistics(
+        layer=layer,
+        operand=operand.value,
+        format=fmt,
+        steps=int(total["steps"]),
+        sqnr_db=_decibels(signal, noise),
+        rel_l2=math.sqrt(noise / signal) if signal > 0 else 0.0,
+        wasserstein=total["distance"] / total["steps"],
+        flushed=total["flushed"] / total["nonzero"] if total["nonzero"] else 0.0,
+        saturated=total["saturated"] / total["count"] if total["count"] else 0.0,
+        exp_min=None if low == _NO_EXPONENT else int(low),
+        exp_max=None if high == -_NO_EXPONENT else int(high),
+    )
+
+
+def _decibels(signal: float, noise: float) -> float | None:
+    if signal == 0:
+        return None
+    return math.inf if noise == 0 else 10 * math.log10(signal / noise)
