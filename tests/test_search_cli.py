@@ -83,7 +83,8 @@ def test_search_trains_trials_into_the_store_and_resumes(tmp_path: Path) -> None
     )
     code, out = _invoke("best", "--db", db, "--target-acc", "0.2", "--format", "json")
     assert code == 0, out
-    assert json.loads(out)["density"] == pytest.approx(best_trial.density)
+    assert "has one seed" in out  # the warning, on stderr
+    assert json.loads(out[out.index("{") :])["density"] == pytest.approx(best_trial.density)
 
 
 def test_search_without_a_search_section_is_a_clear_error(tmp_path: Path) -> None:
@@ -122,7 +123,8 @@ def test_search_rejects_targets_outside_the_range(tmp_path: Path, target: str) -
         "search", str(_sweep_file(tmp_path)), "--target-acc", target, "--db", f"sqlite:///{db}"
     )
     assert code == 2
-    assert "outside (0, 100]" in out
+    assert f"--target-acc target accuracy {target} " in out
+    assert "give a fraction (0.91), a percentage (91)" in out
     assert not db.exists()
 
 

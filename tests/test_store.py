@@ -38,8 +38,14 @@ from hbfp_dse.experiments.store import (
 )
 from hbfp_dse.experiments.store.liveness import WorkerIdentity, process_space
 from hbfp_dse.experiments.store.migrate import SCHEMA_VERSION
-from hbfp_dse.experiments.store.schema import AttemptRow, EpochRow, RunRow, SweepRow
-from hbfp_dse.training.results import EpochRecord
+from hbfp_dse.experiments.store.schema import (
+    AttemptRow,
+    EpochRow,
+    OperandStatisticsRow,
+    RunRow,
+    SweepRow,
+)
+from hbfp_dse.training.results import EPOCH_COLUMNS, EpochRecord
 
 PROVENANCE = Provenance(
     git_commit=None,
@@ -495,7 +501,13 @@ def test_records_match_the_tables() -> None:
     assert {f.name for f in dataclasses.fields(RunRecord)} == columns | {"sweep", "epochs"}
     assert {f.name for f in dataclasses.fields(NewRun)} <= columns
     epoch_columns = {c.key for c in EpochRow.__table__.columns} - {"run_id"}
-    assert {f.name for f in dataclasses.fields(EpochRecord)} == epoch_columns
+    assert {f.name for f in dataclasses.fields(EpochRecord)} == epoch_columns | {"statistics"}
+    assert set(EPOCH_COLUMNS) == epoch_columns
+    statistics_columns = {c.key for c in OperandStatisticsRow.__table__.columns}
+    assert {f.name for f in dataclasses.fields(OperandStatistics)} == statistics_columns - {
+        "run_id",
+        "epoch",
+    }
     sweep_columns = {c.key for c in SweepRow.__table__.columns}
     assert {f.name for f in dataclasses.fields(SweepRecord)} == sweep_columns
     attempt_columns = {c.key for c in AttemptRow.__table__.columns}

@@ -27,6 +27,8 @@ from typer.testing import CliRunner, Result
 
 from hbfp_dse.cli.app import app
 from hbfp_dse.experiments import runner as runner_module
+from hbfp_dse.experiments.estimate import estimate
+from hbfp_dse.experiments.registration import plan_sweep
 from hbfp_dse.experiments.store import RunRecord, Store, SweepRecord
 from hbfp_dse.experiments.store.liveness import WorkerIdentity
 from hbfp_dse.experiments.sweepfile import Baseline, expand, parse_sweep
@@ -298,6 +300,44 @@ def test_report_plot(tiny: Sweep, tmp_path: Path, name: str) -> None:
         assert b"hbfp4_b16" in data  # the table of configurations
 
 
+def test_report_gives_a_confidence_interval_over_seeds_and_the_drop_from_fp32(
+    tiny: Sweep, tmp_path: Path
+) -> None:
+    configs = {c["label"]: c for c in report_json(tiny)["configurations"]}
+    stored = {r.id: r.final_acc for r in stored_runs(tiny.db)}
+    for config in configs.values():
+        first, second = (stored[i] for i in config["runs"])
+        std = abs(first - second) / math.sqrt(2)
+        assert config["accuracy_std"] == pytest.approx(std)
+        assert config["accuracy_ci95"] == pytest.approx(12.7062047 * std / math.sqrt(2))  # t(1)
+        assert config["drop_vs_fp32"] == pytest.approx(
+            configs["fp32"]["accuracy"] - config["accuracy"]
+        )
+    table = ok("report", "--db", tiny.url).stdout
+    assert "± 95% CI" in table
+    assert "drop vs FP32" in table
+    fp32 = next(line for line in table.splitlines() if "│ fp32 " in line)
+    assert "+0.00" in fp32
+    # One seed: no interval, and best says it decides on one.
+    one = tmp_path / "one.yaml"
+    one.write_text(TINY.replace("name: tiny", "name: one").replace("seeds: [0, 1]", "seeds: [0]"))
+    url = sqlite_url(tmp_path / "one.db")
+    ok("sweep", one, "--db", url)
+    assert "—" in ok("report", "--db", url).stdout
+    result = ok("best", "--db", url, "--target-acc", "0.05")
+    assert "has one seed: its accuracy has no confidence interval" in result.stderr
+
+
+def test_best_warns_when_the_winners_interval_reaches_below_the_target(tiny: Sweep) -> None:
+    densest = max(report_json(tiny)["configurations"], key=lambda c: c["density"])
+    assert densest["accuracy_ci95"] > 0  # its two seeds differ (the runs are deterministic)
+    target = densest["accuracy"] - densest["accuracy_ci95"] / 2  # inside its interval
+    result = ok("best", "--db", tiny.url, "--target-acc", f"{target:.6f}", "--format", "json")
+    assert json.loads(result.stdout)["label"] == densest["label"]
+    assert f"the 95% confidence interval of {densest['label']!r}" in result.stderr
+    assert "reaches below the target" in result.stderr
+
+
 def test_best_json(tiny: Sweep) -> None:
     configs = report_json(tiny)["configurations"]
     best = json.loads(
@@ -345,7 +385,9 @@ def test_a_target_in_percent_equals_the_fraction(tiny: Sweep) -> None:
         args = ("best", "--db", tiny.url, "--target-acc", target, "--format", "json")
         return json.loads(ok(*args).stdout)
 
-    assert best("10") == best("0.1")
+    assert best("10") == best("0.1") == best("10%")
+    result = invoke("best", "--db", tiny.url, "--target-acc", "1.5")
+    assert_user_error(result, "--target-acc target accuracy 1.5 is ambiguous")
 
 
 def test_an_unreachable_target_names_the_closest(tiny: Sweep) -> None:
@@ -389,8 +431,25 @@ def test_dry_run_lists_the_runs_and_writes_nothing(
     for planned in expand(parse_sweep(TINY)):
         assert planned.run_hash[:8] in out
     assert "18.95x" in out  # hbfp4: the modelled density
+    assert "8 runs, 16 epochs; no stored run to estimate the time from" in out
     ok("sweep", file, "--dry-run", "--db", sqlite_url(tmp_path / "other.db"))
     assert list(tmp_path.iterdir()) == [file]
+
+
+def test_dry_run_estimates_the_time_from_stored_epochs(tiny: Sweep) -> None:
+    seconds = sum(e.seconds for run in stored_runs(tiny.db) for e in run.epochs)
+    out = ok("sweep", tiny.file, "--dry-run", "--db", tiny.url).stdout
+    minutes, rest = divmod(round(seconds), 60)
+    assert f"8 runs, 16 epochs; about {minutes} min {rest:02d} s on one worker" in out
+    # Another seed of the same runs: the mean epoch time of their kind, times their epochs.
+    other = parse_sweep(TINY.replace("seeds: [0, 1]", "seeds: [7]"))
+    planned = plan_sweep(other, 100)
+    found = estimate(planned, stored_runs(tiny.db))
+    assert (found.runs, found.epochs, found.estimated_runs) == (4, 8, 4)
+    emulated = [e.seconds for r in stored_runs(tiny.db) if r.label != "fp32" for e in r.epochs]
+    fp32 = [e.seconds for r in stored_runs(tiny.db) if r.label == "fp32" for e in r.epochs]
+    expected = 2 * (sum(fp32) / len(fp32)) + 3 * 2 * (sum(emulated) / len(emulated))
+    assert found.seconds == pytest.approx(expected)
 
 
 def test_two_local_workers_complete_every_run_once(tmp_path: Path) -> None:
@@ -628,11 +687,15 @@ def test_reading_a_missing_database_creates_nothing(tmp_path: Path, command: lis
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.parametrize("target", ["0", "150", "-5", "100.5"])
-def test_a_target_outside_0_100_is_refused(tiny: Sweep, target: str) -> None:
+@pytest.mark.parametrize(
+    ("target", "problem"),
+    [("0", "must be above 0"), ("150", "is above 100%"), ("-5", "must be above 0"),
+     ("100.5", "is above 100%"), ("3", "is ambiguous")],
+)  # fmt: skip
+def test_a_target_outside_0_100_is_refused(tiny: Sweep, target: str, problem: str) -> None:
     before = tiny.db.read_bytes()
     result = invoke("best", "--db", tiny.url, "--target-acc", target)
-    assert_user_error(result, f"--target-acc {target} is outside (0, 100]")
+    assert_user_error(result, f"--target-acc target accuracy {target} {problem}", "give a fraction")
     assert tiny.db.read_bytes() == before
 
 

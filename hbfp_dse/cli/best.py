@@ -9,6 +9,7 @@ from rich.table import Table
 from ..experiments.report import (
     ConfigSummary,
     best_for_target,
+    decision_warnings,
     schedule_config,
     summarize,
     summary_json,
@@ -34,7 +35,10 @@ def best(
 ) -> None:
     """The densest configuration whose mean accuracy over its seeds reaches the target."""
     target = checked_target(target_acc)
-    winner, closest = best_for_target(summarize(Store(db, create=False).runs(sweep)), target)
+    summaries = summarize(Store(db, create=False).runs(sweep))
+    winner, closest = best_for_target(summaries, target)
+    for warning in decision_warnings(summaries, winner, target):
+        err_console.print(f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
     if winner is None:
         message = f"no configuration reaches {target:.2%}"
         if closest is not None:
@@ -56,11 +60,16 @@ def best(
     else:
         console.print(
             f"best for target {target:.2%}: [bold]{winner.label}[/] from sweep {winner.sweep}\n"
-            f"accuracy {winner.accuracy:.2%} ± {100 * (winner.accuracy_std or 0):.2f} over "
+            f"accuracy {winner.accuracy:.2%}{_interval(winner)} over "
             f"{len(winner.done)} seed(s), density {winner.density:.2f}x FP32, runs "
             + ", ".join(str(r.id) for r in winner.runs)
         )
         console.print(_schedule_table(winner))
+
+
+def _interval(summary: ConfigSummary) -> str:
+    half = summary.accuracy_ci
+    return "" if half is None else f" ± {100 * half:.2f} (95% CI)"
 
 
 def _schedule_table(winner: ConfigSummary) -> Table:

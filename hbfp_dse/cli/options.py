@@ -76,7 +76,7 @@ StaleAfterOption = Annotated[
     ),
 ]
 TargetAccOption = Annotated[
-    float, typer.Option("--target-acc", help="Target accuracy: 0.91 or 91 (percent).")
+    str, typer.Option("--target-acc", help="Target accuracy: 0.91, 91 or 91%.")
 ]
 
 ConfigFile = Annotated[
@@ -101,12 +101,12 @@ def areas_table(path: Path | None) -> UnitAreas:
     return default_areas() if path is None else load_areas(path)
 
 
-def checked_target(value: float) -> float:
+def checked_target(value: str) -> float:
     """``--target-acc`` as a fraction; a bad one is named by its flag."""
     try:
         return parse_target(value)
     except TargetError as err:
-        raise UserError(f"--target-acc {err.value:g} {err.reason}") from None
+        raise UserError(f"--target-acc {err}") from None
 
 
 def checked_checkpoint_dir(db: str | None, given: Path | None) -> None:

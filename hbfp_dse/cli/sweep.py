@@ -9,10 +9,11 @@ import typer
 from rich.table import Table
 
 from ..errors import UserError
+from ..experiments.estimate import Estimate, estimate
 from ..experiments.processes import run_workers
 from ..experiments.registration import check_data, plan_sweep, register_sweep
 from ..experiments.runner import StaleAfterError, WorkerOptions
-from ..experiments.store import NewRun, Store
+from ..experiments.store import NewRun, NoDatabaseError, NoResultsError, RunRecord, Store
 from ..experiments.sweepfile import (
     DEFAULT_MAX_RUNS,
     SweepSpec,
@@ -66,6 +67,7 @@ def sweep(
     runs = _planned(spec, max_runs)
     if dry_run:
         console.print(_plan_table(spec.name, runs))
+        console.print(_totals(estimate(runs, _stored_runs(db))), highlight=False, soft_wrap=True)
         return
     check_data(spec)
     checked_checkpoint_dir(db, checkpoint_dir)
@@ -118,6 +120,31 @@ def _finish(name: str, counts: dict[str, int], stopped: list[str]) -> None:
         )
     if counts.get("failed") or stopped:
         raise typer.Exit(1)
+
+
+def _stored_runs(db: str | None) -> list[RunRecord]:
+    """What the store has timed, for the dry run's estimate; nothing where there is none."""
+    try:
+        store = Store(db, create=False)
+    except (NoDatabaseError, NoResultsError):
+        return []
+    try:
+        return store.runs(with_epochs=True)
+    finally:
+        store.close()
+
+
+def _totals(found: Estimate) -> str:
+    line = f"{found.runs} runs, {found.epochs} epochs"
+    if found.seconds is None:
+        return line + "; no stored run to estimate the time from"
+    hours, rest = divmod(round(found.seconds), 3600)
+    time = f"{hours} h {rest // 60:02d} min" if hours else f"{rest // 60} min {rest % 60:02d} s"
+    covered = "" if found.estimated_runs == found.runs else f" for {found.estimated_runs} of them"
+    return (
+        f"{line}; about {time}{covered} on one worker, from the epoch times of stored runs "
+        "of the same model, data and arithmetic"
+    )
 
 
 def _plan_table(name: str, runs: list[NewRun]) -> Table:

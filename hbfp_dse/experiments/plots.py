@@ -52,7 +52,7 @@ def _front(ax: Axes, summaries: Sequence[ConfigSummary]) -> None:
             ax.errorbar(
                 [s.density for s in points],
                 [100 * s.accuracy for s in points],  # type: ignore[operator]
-                yerr=[100 * (s.accuracy_std or 0.0) for s in points],
+                yerr=[100 * (s.accuracy_ci or 0.0) for s in points],  # 95% CI
                 fmt=marker,
                 alpha=0.7,
                 label=kind,

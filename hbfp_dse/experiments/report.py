@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from ..training.config import TEXT_DATASETS
-from .store import AttemptRecord, RunRecord
+from .store import FINISHED_STATUSES, AttemptRecord, RunRecord
 
 
 @dataclass
@@ -24,6 +24,15 @@ class ConfigSummary:
     runs: list[RunRecord]
     density: float | None
     pareto: bool = False
+    drop_vs_fp32: float | None = None  # the sweep's FP32 accuracy minus this one's
+
+    @property
+    def is_fp32(self) -> bool:
+        """Whether every layer trains in FP32 in every epoch."""
+        segments = self.schedule or []
+        return bool(segments) and all(
+            fmt == "fp32" for segment in segments for fmt in segment["formats"].values()
+        )
 
     @property
     def done(self) -> list[RunRecord]:
@@ -36,8 +45,26 @@ class ConfigSummary:
 
     @property
     def accuracy_std(self) -> float | None:
+        """The sample standard deviation over seeds; None for fewer than two."""
         done = [r.final_acc for r in self.done]
-        return statistics.stdev(done) if len(done) > 1 else (0.0 if done else None)  # type: ignore[arg-type]
+        return statistics.stdev(done) if len(done) > 1 else None  # type: ignore[arg-type]
+
+    @property
+    def accuracy_ci(self) -> float | None:
+        """The half-width of the 95% confidence interval of the mean accuracy over seeds
+        (Student's t); None for fewer than two seeds, where there is none."""
+        std, n = self.accuracy_std, len(self.done)
+        if std is None:
+            return None
+        from scipy.stats import t as student_t  # a slow import: only where there are seeds
+
+        return float(student_t.ppf(0.975, n - 1)) * std / math.sqrt(n)
+
+    @property
+    def interval(self) -> tuple[float, float] | None:
+        """The mean accuracy's 95% confidence interval, where there is one."""
+        mean, half = self.accuracy, self.accuracy_ci
+        return None if mean is None or half is None else (mean - half, mean + half)
 
     @property
     def test_loss(self) -> float | None:
@@ -83,7 +110,16 @@ def summarize(runs: Sequence[RunRecord]) -> list[ConfigSummary]:
         groups[key].runs.append(run)
     summaries = list(groups.values())
     mark_pareto(summaries)
+    _mark_drops(summaries)
     return summaries
+
+
+def _mark_drops(summaries: Sequence[ConfigSummary]) -> None:
+    fp32 = {s.sweep: s.accuracy for s in summaries if s.is_fp32 and s.accuracy is not None}
+    for s in summaries:
+        reference = fp32.get(s.sweep)
+        if reference is not None and s.accuracy is not None:
+            s.drop_vs_fp32 = reference - s.accuracy
 
 
 def mark_pareto(summaries: Sequence[ConfigSummary]) -> None:
@@ -113,6 +149,48 @@ def best_for_target(
         return max(feasible, key=lambda s: (s.density, s.accuracy)), None
     closest = max(measured, key=lambda s: (s.accuracy, s.density), default=None)
     return None, closest
+
+
+def decision_warnings(
+    summaries: Sequence[ConfigSummary], winner: ConfigSummary | None, target: float
+) -> list[str]:
+    """What makes a choice for ``target`` less sure than it looks: runs not finished, a
+    winner of one seed, or intervals that straddle the target."""
+    warnings = []
+    unfinished = sum(r.status not in FINISHED_STATUSES for s in summaries for r in s.runs)
+    if unfinished:
+        warnings.append(
+            f"{unfinished} run(s) are not finished: the answer may change once they are"
+        )
+    if winner is None:
+        return warnings
+    if len(winner.done) < 2:
+        warnings.append(
+            f"{winner.label!r} has one seed: its accuracy has no confidence interval; "
+            "give the sweep more seeds to be sure"
+        )
+    if winner.interval is not None and winner.interval[0] < target:
+        low, high = winner.interval
+        warnings.append(
+            f"the 95% confidence interval of {winner.label!r} ({low:.2%} to {high:.2%}) "
+            f"reaches below the target {target:.2%}"
+        )
+    rivals = [
+        s.label
+        for s in summaries
+        if s is not winner
+        and s.density is not None
+        and winner.density is not None
+        and s.density > winner.density
+        and s.interval is not None
+        and s.interval[1] >= target
+    ]
+    if rivals:
+        warnings.append(
+            "denser configurations whose 95% interval reaches the target could be as good: "
+            + ", ".join(rivals)
+        )
+    return warnings
 
 
 def environment_label(attempt: AttemptRecord) -> str:
@@ -175,6 +253,8 @@ def summary_json(summary: ConfigSummary) -> dict[str, Any]:
         "config_id": summary.config_id,
         "accuracy": summary.accuracy,
         "accuracy_std": summary.accuracy_std,
+        "accuracy_ci95": summary.accuracy_ci,
+        "drop_vs_fp32": summary.drop_vs_fp32,
         "test_loss": summary.test_loss,
         "perplexity": summary.perplexity,
         "density": summary.density,
