@@ -125,7 +125,7 @@ def test_report_layers_draws_heatmaps(watched: str, tmp_path: Path, suffix: str)
     assert len(text_or_bytes) > 1000
     if suffix == ".svg":
         assert b"layers.1" in text_or_bytes  # labels are text, not paths
-        assert b"SQNR (dB) (dy)" in text_or_bytes
+        assert b"SQNR (dB) per layer and epoch, operands: dy" in text_or_bytes
     if suffix == ".html":
         assert b"data:image/png;base64," in text_or_bytes
         assert b"<td>layers.5</td>" in text_or_bytes
@@ -135,6 +135,10 @@ def test_report_layers_errors(watched: str, tmp_path: Path) -> None:
     user_error(
         invoke("report", "--layers", "--db", watched, "--statistic", "speed"),
         "--statistic 'speed' is not one of sqnr_db",
+    )
+    user_error(
+        invoke("report", "--db", watched, "--statistic", "sqnr_db"),
+        "--statistic and --operand choose what --layers shows",
     )
     user_error(
         invoke("report", "--layers", "--db", watched, "--operand", "z"),
@@ -305,6 +309,10 @@ def test_search_tries_the_analysis_proposal_first(tmp_path: Path) -> None:
         ("baselines: [hbfp4]\n", "not an analysis proposal"),
         ("proposal: {schedule: {rules: [{format: fp8_e4m3}]}}\n", "fp8_e4m3 is none"),
         ("proposal: {schedule: {rules: [{format: hbfp4}, {format: hbfp6}]}}\n", "needs 'layers'"),
+        (
+            "proposal: {schedule: {rules: [{format: hbfp4}, {format: hbfp6, layers: [fc]}]}}\n",
+            "the model has no layer 'fc' (its layers: layers.1, layers.3, layers.5)",
+        ),
     ],
 )
 def test_a_bad_proposal_is_a_user_error(tmp_path: Path, text: str, fragment: str) -> None:

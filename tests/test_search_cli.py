@@ -123,7 +123,7 @@ def test_search_rejects_targets_outside_the_range(tmp_path: Path, target: str) -
         "search", str(_sweep_file(tmp_path)), "--target-acc", target, "--db", f"sqlite:///{db}"
     )
     assert code == 2
-    assert f"--target-acc target accuracy {target} " in out
+    assert f"--target-acc {target} " in out
     assert "give a fraction (0.91), a percentage (91)" in out
     assert not db.exists()
 

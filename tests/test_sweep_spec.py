@@ -124,6 +124,13 @@ def test_a_sweep_file_without_a_name_takes_the_file_stem(tmp_path: Path) -> None
     assert text == path.read_text()
 
 
+def test_an_empty_sweep_file_says_what_it_lacks(tmp_path: Path) -> None:
+    path = tmp_path / "empty.yaml"
+    path.write_text("")
+    with pytest.raises(UserError, match="the sweep has no runs: give 'baselines'"):
+        load_sweep(path)
+
+
 BAD_SPECS = {
     "unknown top-level key": (
         BASE + "baselines: [fp32]\ngrdi: {mantissa_bits: [4]}\n",

@@ -29,7 +29,7 @@ def test_the_edges(text: str, expected: float) -> None:
         ("-3", "must be above 0"),
         ("101", "is above 100%"),
         ("100.5%", "is above 100%"),
-        ("nan", "must be above 0"),
+        ("nan", "is not a finite number"),
         ("ninety", "is not a number"),
         ("%", "is not a number"),
     ],

@@ -12,6 +12,7 @@ from rich.table import Table
 
 from ..configfile import read_yaml
 from ..errors import UserError
+from ..experiments.precision import ALL_OPERANDS, mean_of
 from ..experiments.sensitivity import DEFAULT_SHARE, Sensitivity
 from ..experiments.sensitivity import analyze as run_analysis
 from ..experiments.sweepfile import load_sweep
@@ -155,8 +156,8 @@ def _table(found: Sensitivity) -> Table:
     for rank, layer in enumerate(found.ranking(), 1):
         for fmt in found.formats:
             result = found.result(layer, fmt)
-            w1 = _mean([s.wasserstein for s in result.statistics])
-            sqnr = _mean([s.sqnr_db for s in result.statistics])
+            w1 = mean_of(result.statistics, "wasserstein", ALL_OPERANDS)
+            sqnr = mean_of(result.statistics, "sqnr_db", ALL_OPERANDS)
             first = fmt == found.formats[0]
             table.add_row(
                 str(rank) if first else "",
@@ -170,8 +171,3 @@ def _table(found: Sensitivity) -> Table:
                 end_section=fmt == found.formats[-1],
             )
     return table
-
-
-def _mean(values: list[float | None]) -> float | None:
-    finite = [v for v in values if v is not None and v != float("inf")]
-    return sum(finite) / len(finite) if finite else None

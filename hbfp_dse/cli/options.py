@@ -13,7 +13,7 @@ from ..errors import UserError
 from ..experiments.placement import parse_gpus, place_workers
 from ..experiments.runner import WorkerOptions, check_checkpoint_dir, checkpoint_dir_for
 from ..experiments.store import resolve_url
-from ..experiments.target import TargetError, parse_target
+from ..experiments.target import HOW, TargetError, parse_target
 from ..training.devices import DeviceError, resolve_device
 
 
@@ -106,7 +106,7 @@ def checked_target(value: str) -> float:
     try:
         return parse_target(value)
     except TargetError as err:
-        raise UserError(f"--target-acc {err}") from None
+        raise UserError(f"--target-acc {err.text} {err.problem}: {HOW}") from None
 
 
 def checked_checkpoint_dir(db: str | None, given: Path | None) -> None:

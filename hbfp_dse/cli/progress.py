@@ -3,6 +3,7 @@ search's runs with each worker's current run."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -20,9 +21,15 @@ from rich.progress import (
 from ..training.results import EpochRecord
 from .common import err_console
 
+# The remaining time follows the mean speed since a task began: with rich's default window of
+# 30 s, a sweep whose runs each take longer had no estimate at all.
+_SPEED_WINDOW_S = 7 * 24 * 3600.0
+
 
 def training_progress() -> Progress:
-    """Bars on stderr for training, sweeps and searches: label, bar, n/total, status, times."""
+    """Bars on stderr for training, sweeps and searches: label, bar, n/total, status, times.
+    Off a terminal (a log file, a pipe) no bar is drawn: the sweep's and search's events are
+    written as lines instead (:class:`SweepProgress`)."""
     return Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -32,7 +39,20 @@ def training_progress() -> Progress:
         TimeRemainingColumn(),
         console=err_console,
         transient=False,
+        speed_estimate_period=_SPEED_WINDOW_S,
+        disable=not err_console.is_terminal,
     )
+
+
+def duration(seconds: float) -> str:
+    """``42 s``, ``3 min 07 s`` or ``2 h 05 min``."""
+    whole = round(seconds)
+    if whole < 60:
+        return f"{whole} s"
+    minutes, rest = divmod(whole, 60)
+    if minutes < 60:
+        return f"{minutes} min {rest:02d} s"
+    return f"{minutes // 60} h {minutes % 60:02d} min"
 
 
 class TrainingBars:
@@ -94,12 +114,21 @@ class SweepProgress:
     def __init__(self, progress: Progress, total: int, already: int, label: str = "runs") -> None:
         self.progress = progress
         self.overall = progress.add_task(label, total=total, completed=already, status="")
+        self.total, self.already, self.done = total, already, already
+        self.lines = progress.disable  # a log: one line per run started, epoch and run done
+        self.started = time.monotonic()
+        self.current: dict[str, dict[str, Any]] = {}  # each worker's run: its start event
         self.workers: dict[str, TaskID] = {}
         self.counts: dict[str, int] = {}
         self.stopped: list[str] = []  # why workers stopped before the sweep was done
         self.outage: str | None = None  # why the database is given up on, if it was
 
     def __call__(self, event: dict[str, Any]) -> None:
+        self._show(event)
+        if self.lines:
+            self._line(event)
+
+    def _show(self, event: dict[str, Any]) -> None:
         kind, worker = event["event"], event["worker"]
         if worker not in self.workers:
             self.workers[worker] = self.progress.add_task(
@@ -108,7 +137,8 @@ class SweepProgress:
         task = self.workers[worker]
         if kind == "start":
             density = event.get("density")
-            self.progress.update(
+            self.current[worker] = {**event, "at": time.monotonic()}
+            self.progress.reset(  # a fresh clock for each run
                 task,
                 description=f"  {event['label']} (seed {event['seed']})",
                 total=event["epochs"],
@@ -129,6 +159,7 @@ class SweepProgress:
             status = event["status"]
             self.counts[status] = self.counts.get(status, 0) + 1
             if status != "interrupted":
+                self.done += 1
                 self.progress.advance(self.overall)
             self.progress.update(
                 self.overall, status=" ".join(f"{k} {v}" for k, v in sorted(self.counts.items()))
@@ -145,3 +176,43 @@ class SweepProgress:
             self.progress.update(task, visible=False)
         elif kind == "idle":
             self.progress.update(task, visible=False)
+
+    def _line(self, event: dict[str, Any]) -> None:
+        """The event as one line of a log, or nothing for events a log need not hold."""
+        kind, worker = event["event"], event["worker"]
+        run = self.current.get(worker, {})
+        name = f"run {run.get('run_id', event.get('run_id', '?'))} {run.get('label', '')}".rstrip()
+        if kind == "start":
+            density = event.get("density")
+            resumed = (
+                f", resumed after epoch {event['start_epoch']}" if event["start_epoch"] else ""
+            )
+            cost = f", density {density:.2f}x" if density else ""
+            line = (
+                f"run {event['run_id']} {event['label']} (seed {event['seed']}) started: "
+                f"{event['epochs']} epochs{cost}{resumed}"
+            )
+        elif kind == "epoch":
+            line = (
+                f"{name} epoch {event['epoch'] + 1}/{run.get('epochs', '?')}: test acc "
+                f"{event['test_acc']:.2%}, loss {event['test_loss']:.4f}, "
+                f"{duration(event['seconds'])}"
+            )
+        elif kind == "finish":
+            now = time.monotonic()
+            took = duration(now - run["at"]) if "at" in run else "?"
+            accuracy = event.get("accuracy")
+            result = f", test acc {accuracy:.2%}" if accuracy is not None else ""
+            line = f"{name} {event['status']}{result} in {took}; {self.done}/{self.total} finished"
+            line += self._eta(now)
+        else:
+            return
+        self.progress.console.print(escape(line), highlight=False, soft_wrap=True)
+
+    def _eta(self, now: float) -> str:
+        """The time left at the pace of the runs this process finished so far."""
+        finished, left = self.done - self.already, self.total - self.done
+        if left <= 0 or finished <= 0:
+            return ""
+        pace = (now - self.started) / finished
+        return f", about {duration(pace * left)} left"

@@ -23,6 +23,7 @@ from ..experiments.report import (
 from ..experiments.store import Store
 from .common import console, err_console, print_json, print_table, user_errors
 from .options import DbOption, ReportFormat, ReportFormatOption, SweepOption
+from .tables import print_summary_table, summary_rows
 
 PlotOption = Annotated[
     Path | None,
@@ -56,36 +57,6 @@ OperandOption = Annotated[
 ]
 
 
-def _pct(value: float | None) -> str:
-    return "-" if value is None else f"{100 * value:.2f}"
-
-
-def _number(value: float | None) -> str:
-    return "-" if value is None else f"{value:.3f}"
-
-
-def _rows(summaries: list[ConfigSummary]) -> list[dict[str, Any]]:
-    return [
-        {
-            "sweep": s.sweep,
-            "label": s.label,
-            "kind": s.kind,
-            "accuracy_pct": _pct(s.accuracy),
-            "std_pct": _pct(s.accuracy_std),
-            "ci95_pct": "—" if s.accuracy_ci is None else f"{100 * s.accuracy_ci:.2f}",
-            "drop_vs_fp32_pct": "-" if s.drop_vs_fp32 is None else f"{100 * s.drop_vs_fp32:+.2f}",
-            "test_loss": _number(s.test_loss),
-            "perplexity": "-" if s.perplexity is None else f"{s.perplexity:.2f}",
-            "density_vs_fp32": "-" if s.density is None else f"{s.density:.2f}",
-            "seeds": f"{len(s.done)}/{len(s.runs)}",
-            "status": s.status,
-            "pareto": "*" if s.pareto else "",
-            "runs": " ".join(str(r.id) for r in s.runs),
-        }
-        for s in summaries
-    ]
-
-
 @user_errors
 def report(
     sweep: SweepOption = None,
@@ -96,8 +67,11 @@ def report(
     statistic: StatisticOption = "wasserstein",
     operand: OperandOption = "all",
 ) -> None:
-    """Runs with accuracy (mean ± std over seeds), density and status; Pareto front marked.
-    With --layers: where each run loses precision, per layer and epoch."""
+    """Configurations with accuracy (mean over seeds, 95% confidence interval, drop vs FP32),
+    density and status; Pareto front marked. With --layers: where each run loses precision,
+    per layer and epoch."""
+    if not layers and (statistic, operand) != ("wasserstein", "all"):
+        raise UserError("--statistic and --operand choose what --layers shows: add --layers")
     if plot is not None:
         _check_plot_path(plot)
     store = Store(db, create=False)
@@ -111,7 +85,7 @@ def report(
     attempts = store.attempts([r.id for r in runs])
     summaries = summarize(runs)
     summaries.sort(key=lambda s: (s.sweep, -(s.density or 0.0), s.label))
-    rows = _rows(summaries)
+    rows = summary_rows(summaries)
     if plot is not None:
         _save_plot(plot, summaries, search_history(runs), rows)
     if output is ReportFormat.json:
@@ -126,7 +100,7 @@ def report(
     elif not rows:
         console.print("no runs stored yet")
     else:
-        _print_table(rows)
+        print_summary_table(rows)
         _print_environments(environments(attempts))
         unrecorded = sum(not tries for tries in attempts.values())
         if unrecorded:
@@ -216,41 +190,6 @@ def _csv(rows: list[dict[str, Any]]) -> str:
     writer.writeheader()
     writer.writerows(rows)
     return buffer.getvalue()
-
-
-def _print_table(rows: list[dict[str, Any]]) -> None:
-    """The terminal view: the columns that matter, one line per configuration."""
-    columns = {
-        "label": "configuration",
-        "accuracy_pct": "acc %",
-        "ci95_pct": "± 95% CI",
-        "drop_vs_fp32_pct": "drop vs FP32",
-        "test_loss": "loss",
-        "perplexity": "ppl",
-        "density_vs_fp32": "density",
-        "seeds": "seeds",
-        "status": "status",
-        "pareto": "front",
-    }
-    if all(row["perplexity"] == "-" for row in rows):
-        del columns["perplexity"], columns["test_loss"]  # beside accuracy for language models
-    if len({row["sweep"] for row in rows}) > 1:
-        columns = {"sweep": "sweep", **columns}
-    table = Table(
-        title="hbfp-dse results: final test accuracy, mean over seeds, with its 95% confidence "
-        "interval (— for one seed); drop vs FP32 in points; front: on the accuracy/density "
-        "Pareto front"
-    )
-    for key, title in columns.items():
-        table.add_column(
-            title,
-            justify="left" if key in ("label", "sweep") else "right",
-            overflow="fold" if key == "label" else "ellipsis",
-        )
-    for row in rows:
-        style = "bold" if row["pareto"] else None
-        table.add_row(*(str(row[key]) for key in columns), style=style)
-    print_table(table)
 
 
 def _print_environments(found: list[tuple[str, list[int]]]) -> None:

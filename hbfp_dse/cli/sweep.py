@@ -12,8 +12,9 @@ from ..errors import UserError
 from ..experiments.estimate import Estimate, estimate
 from ..experiments.processes import run_workers
 from ..experiments.registration import check_data, plan_sweep, register_sweep
+from ..experiments.report import summarize
 from ..experiments.runner import StaleAfterError, WorkerOptions
-from ..experiments.store import NewRun, NoDatabaseError, NoResultsError, RunRecord, Store
+from ..experiments.store import NewRun, RunRecord, Store
 from ..experiments.sweepfile import (
     DEFAULT_MAX_RUNS,
     SweepSpec,
@@ -35,6 +36,7 @@ from .options import (
     placed_workers,
 )
 from .progress import SweepProgress, training_progress
+from .tables import print_summary_table, summary_rows
 
 RetryFailedOption = Annotated[bool, typer.Option("--retry-failed", help="Run failed runs again.")]
 MaxRunsOption = Annotated[
@@ -83,6 +85,10 @@ def sweep(
         display = SweepProgress(progress, len(run_ids), finished)
         run_workers(store, sweep_id, placed, on_event=display)
     exit_on_outage(display.outage)
+    summaries = summarize(store.runs(spec.name, with_epochs=True))
+    if summaries:
+        summaries.sort(key=lambda s: (-(s.density or 0.0), s.label))
+        print_summary_table(summary_rows(summaries))
     _finish(spec.name, store.status_counts(sweep_id), display.stopped)
 
 
@@ -125,8 +131,8 @@ def _finish(name: str, counts: dict[str, int], stopped: list[str]) -> None:
 def _stored_runs(db: str | None) -> list[RunRecord]:
     """What the store has timed, for the dry run's estimate; nothing where there is none."""
     try:
-        store = Store(db, create=False)
-    except (NoDatabaseError, NoResultsError):
+        store = Store(db, create=False, retry_for=0)
+    except UserError:  # none there, none reachable, or not ours: no estimate, no error
         return []
     try:
         return store.runs(with_epochs=True)

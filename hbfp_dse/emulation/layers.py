@@ -32,9 +32,10 @@ class QuantizedLayer(nn.Module):
         noise, probe = self.noise, self.probe
 
         def quantize_operand(t: Tensor, operand: Operand, dim: int) -> Tensor:
-            q = quantize(t, spec.fmt, dim, spec.rounding(operand), noise)
+            rounding = spec.rounding(operand)
+            q = quantize(t, spec.fmt, dim, rounding, noise)
             if probe is not None and probe[0].enabled:
-                probe[0].record(probe[1], operand, spec.fmt, dim, t, q)
+                probe[0].record(probe[1], operand, spec.fmt, dim, t, q, rounding)
             # quantize returns FP32; a float64 or half layer needs its own dtype back.
             return q.to(t.dtype)
 

@@ -8,10 +8,18 @@ For one operand, FP32 values x and their quantized values q:
   divided by the standard deviation of x, on ``samples`` elements drawn at random (the same
   elements of both; all of them when there are fewer);
 - ``flushed``: the share of the nonzero x that quantize to zero;
-- ``saturated``: the share of x beyond the largest magnitude representable at their scale
-  (clamped, or infinite in a format without saturation);
+- ``saturated``: the share of x clamped to the largest magnitude of their scale (beyond it
+  by more than half a step with nearest rounding, by anything with stochastic rounding), or
+  quantized to Inf or NaN (an overflow in a format without saturation);
 - ``exp_min``, ``exp_max``: the range of the scale exponents the nonzero x were quantized at
-  (``formats.scales``: a block's shared exponent, an element format's own).
+  (``formats.scales``: HBFP the exponent of the block's (or sub-block's) largest value, MX
+  its E8M0 scale, an element format each element's own exponent: comparable within a
+  family, not across families).
+
+An attention layer quantizes its projections and both attention matmuls with one quantizer,
+so its statistics for an operand sum all of them. A run of processes (DDP) records the
+leader's share of each batch. The sampling generator starts from the run's seed each time a
+run starts or resumes.
 
 A :class:`Probe` collects them during the steps it is enabled for, on the device, and sums
 them over those steps: SQNR and relative error from the summed energies, the distance as a
@@ -66,35 +74,51 @@ def _sample(x: Tensor, q: Tensor, samples: int, generator: torch.Generator) -> t
     x, q = x.reshape(-1), q.reshape(-1)
     if x.numel() <= samples:
         return x, q
-    # Drawn on the CPU, so that the same elements are chosen on any device.
-    index = torch.randint(x.numel(), (samples,), generator=generator).to(x.device)
+    # Drawn on the CPU, so that the same elements are chosen on any device; copied from
+    # pinned memory, so that a GPU does not wait for the copy.
+    index = torch.randint(x.numel(), (samples,), generator=generator)
+    if x.device.type == "cuda":
+        index = index.pin_memory()
+    index = index.to(x.device, non_blocking=True)
     return x[index], q[index]
 
 
 def operand_sums(
-    x: Tensor, q: Tensor, fmt: Format, dim: int, samples: int, generator: torch.Generator
+    x: Tensor,
+    q: Tensor,
+    fmt: Format,
+    dim: int,
+    samples: int,
+    generator: torch.Generator,
+    rounding: str = "nearest",
 ) -> tuple[Tensor, Tensor]:
     """One call's sums (``_SUMS``, float64) and exponent range ([min, max], int64) on the
-    device; the finite elements of ``x`` only."""
+    device, over the finite elements of ``x``. One that quantizes to Inf or NaN (an overflow,
+    or an MX block holding an Inf) counts as saturated and is left out of the errors."""
     scales = element_scales(x, fmt, dim)
-    x, q = x.detach().double(), q.detach().double()  # exact squares and differences
+    x, q = x.detach().float(), q.detach().float()
     finite = x.isfinite()
-    x, q = torch.where(finite, x, 0.0), torch.where(finite, q, 0.0)
-    error = x - q
-    xs, qs = _sample(x, q, samples, generator)
+    valid = finite & q.isfinite()
+    x, q = torch.where(valid, x, 0.0), torch.where(valid, q, 0.0)
+    error = x - q  # exact (Sterbenz) where q is within a factor of two of x or 0: all but outliers
+    xs, qs = (t.double() for t in _sample(x, q, samples, generator))
     spread = xs.std(correction=0) if xs.numel() > 1 else xs.new_zeros(())
     distance = torch.where(spread > 0, wasserstein_1d(xs, qs) / spread, 0.0)
     nonzero = x != 0
+    # Nearest rounding clamps only half a step above the largest value; stochastic rounding
+    # would pass it from there on.
+    limit = scales.clamped_above if rounding == "nearest" else scales.bound
+    saturated = (finite & ~valid) | (valid & (x.abs() > limit))
     sums = torch.stack(
         [
-            x.square().sum(),
-            error.square().sum(),
+            x.square().sum(dtype=torch.float64),  # squares rounded once, then summed in double
+            error.square().sum(dtype=torch.float64),
             distance,
             xs.new_ones(()),
             nonzero.sum().double(),
             (nonzero & (q == 0)).sum().double(),
             finite.sum().double(),
-            (finite & (x.abs() > scales.bound.double())).sum().double(),
+            saturated.sum().double(),
         ]
     )
     exponent = scales.exponent.long()
@@ -113,9 +137,16 @@ class Probe:
         self._sums: dict[tuple[str, Operand], tuple[str, Tensor, Tensor]] = {}
 
     def record(
-        self, layer: str, operand: Operand, fmt: Format, dim: int, x: Tensor, q: Tensor
+        self,
+        layer: str,
+        operand: Operand,
+        fmt: Format,
+        dim: int,
+        x: Tensor,
+        q: Tensor,
+        rounding: str = "nearest",
     ) -> None:
-        sums, exponents = operand_sums(x, q, fmt, dim, self.samples, self._generator)
+        sums, exponents = operand_sums(x, q, fmt, dim, self.samples, self._generator, rounding)
         key = (layer, operand)
         if key in self._sums:
             _, total, range_ = self._sums[key]

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-from matplotlib import rc_context
+from matplotlib import colormaps, rc_context
 from matplotlib.axes import Axes
 from matplotlib.colors import LogNorm, Normalize
 from matplotlib.figure import Figure  # used without pyplot: no display, no global state
@@ -120,13 +120,21 @@ def check_path(path: Path) -> None:
 
 
 def write(path: Path, fig: Figure, title: str, table_html: str = "") -> None:
-    """``fig`` as ``path``'s suffix says; SVG keeps its text as text."""
+    """``fig`` as ``path``'s suffix says; SVG keeps its text as text. A path that cannot be
+    written (a directory, no permission, a full disk) is a :class:`PlotPathError`."""
+    try:
+        _write(path, fig, title, table_html)
+    except OSError as err:
+        raise PlotPathError(path, f"cannot be written: {err.strerror or err}") from None
+
+
+def _write(path: Path, fig: Figure, title: str, table_html: str) -> None:
     with rc_context({"svg.fonttype": "none"}):
         if path.suffix.lower() != ".html":
-            fig.savefig(path, dpi=120)
+            fig.savefig(path, dpi=120, bbox_inches="tight")  # nothing cut at the edges
             return
         buffer = io.BytesIO()
-        fig.savefig(buffer, format="png", dpi=120)
+        fig.savefig(buffer, format="png", dpi=120, bbox_inches="tight")
     image = base64.b64encode(buffer.getvalue()).decode()
     heading = html.escape(title)
     path.write_text(
@@ -150,11 +158,12 @@ def heatmaps(grids: Sequence[Grid], statistic: str, operands: str) -> Figure:
     axes = fig.subplots(rows, columns, squeeze=False)
     values = [v for g in grids for row in g.values for v in row if v is not None]
     norm = _norm(statistic, values)
-    cmap = "viridis_r" if statistic == "sqnr_db" else "viridis"  # bright: precision lost
+    # Bright: precision lost (a high distance, a low SQNR).
+    colours = colormaps["viridis_r" if statistic == "sqnr_db" else "viridis"]
     image = None
     for ax, grid in zip(axes.flat, grids, strict=False):
         cells = np.array([[np.nan if v is None else v for v in row] for row in grid.values])
-        image = ax.imshow(cells, aspect="auto", cmap=cmap, norm=norm, interpolation="nearest")
+        image = ax.imshow(cells, aspect="auto", cmap=colours, norm=norm, interpolation="nearest")
         ax.set_yticks(range(len(grid.layers)), grid.layers, fontsize=7)
         ax.set_xticks(range(len(grid.epochs)), [str(e + 1) for e in grid.epochs], fontsize=7)
         ax.set_xlabel("epoch")
@@ -169,13 +178,14 @@ def heatmaps(grids: Sequence[Grid], statistic: str, operands: str) -> Figure:
                         ha="center",
                         va="center",
                         fontsize=6,
-                        color="white" if norm(value) < 0.5 else "black",
+                        color=_text_colour(colours(norm(value))),
                     )
     for ax in list(axes.flat)[len(grids) :]:
         ax.set_visible(False)
     if image is not None:
-        bar = fig.colorbar(image, ax=axes, shrink=0.8)
-        bar.set_label(f"{STATISTIC_LABELS[statistic]} ({operands})")
+        bar = fig.colorbar(image, ax=axes, shrink=0.9)
+        bar.set_label(STATISTIC_LABELS[statistic])
+    fig.suptitle(f"{STATISTIC_LABELS[statistic]} per layer and epoch, operands: {operands}")
     return fig
 
 
@@ -188,10 +198,22 @@ STATISTIC_LABELS = {
 }
 
 
+def _text_colour(rgba: tuple[float, ...]) -> str:
+    """White on dark cells, black on light ones."""
+    red, green, blue = rgba[:3]
+    return "white" if 0.299 * red + 0.587 * green + 0.114 * blue < 0.5 else "black"
+
+
 def _norm(statistic: str, values: Sequence[float]) -> Normalize:
-    positive = [v for v in values if v > 0]
-    if statistic in ("wasserstein", "rel_l2") and positive and max(positive) > 10 * min(positive):
-        return LogNorm(min(positive), max(positive))
+    # A log scale where the values span decades, unless a zero (which it cannot show) is among
+    # them.
+    if (
+        statistic in ("wasserstein", "rel_l2")
+        and values
+        and min(values) > 0
+        and max(values) > 10 * min(values)
+    ):
+        return LogNorm(min(values), max(values))
     if not values:
         return Normalize(0, 1)
     return Normalize(min(values), max(values) if max(values) > min(values) else min(values) + 1)

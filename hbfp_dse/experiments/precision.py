@@ -19,7 +19,8 @@ ROLES: dict[str, tuple[str, ...]] = {
     "w": (Operand.W_FORWARD.value, Operand.W_DGRAD.value),
     "dy": (Operand.DY_DGRAD.value, Operand.DY_WGRAD.value),
 }
-OPERAND_CHOICES = ("all", *ROLES, *(o.value for o in Operand))
+ALL_OPERANDS = tuple(o.value for o in Operand)
+OPERAND_CHOICES = ("all", *ROLES, *ALL_OPERANDS)
 HEATMAP_STATISTICS = tuple(s for s in STATISTICS if not s.startswith("exp_"))
 
 Entries = Sequence[tuple[int, OperandStatistics]]  # (epoch, statistics) of one run
@@ -58,10 +59,10 @@ def with_statistics(
 def operands_of(choice: str) -> tuple[str, ...]:
     """The operand values a ``--operand`` choice stands for."""
     if choice == "all":
-        return tuple(o.value for o in Operand)
+        return ALL_OPERANDS
     if choice in ROLES:
         return ROLES[choice]
-    if choice in {o.value for o in Operand}:
+    if choice in ALL_OPERANDS:
         return (choice,)
     raise UserError(f"--operand {choice!r} is not one of {', '.join(OPERAND_CHOICES)}")
 

@@ -254,6 +254,8 @@ class _RecordEpochs:
                 "run_id": self.run.id,
                 "epoch": record.epoch,
                 "test_acc": record.test_acc,
+                "test_loss": record.test_loss,
+                "seconds": record.seconds,
             }
         )
 

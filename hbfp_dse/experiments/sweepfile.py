@@ -203,6 +203,8 @@ def parse_sweep(text: str, source: str = "<sweep>") -> SweepSpec:
 
 
 def _validate(data: Any, source: str) -> SweepSpec:
+    if data is None:  # an empty file: what it lacks is named below
+        data = {}
     if isinstance(data, dict) and "name" not in data and source.endswith((".yaml", ".yml")):
         data = {**data, "name": Path(source).stem}
     spec = validate(SweepSpec, data, source)

@@ -33,7 +33,9 @@ def parse_target(given: str | float) -> float:
         value = Decimal(text.removesuffix("%").strip())
     except InvalidOperation:
         raise TargetError(repr(text), "is not a number") from None
-    if not value.is_finite() or value <= 0:
+    if not value.is_finite():
+        raise TargetError(text, "is not a finite number")
+    if value <= 0:
         raise TargetError(text, "must be above 0")
     if percent or value > 1:
         if value > 100:

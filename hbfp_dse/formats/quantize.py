@@ -68,7 +68,7 @@ def quantize(
         return x.clone()
     if x.dim() == 0:
         return quantize(x.reshape(1), fmt, 0, rounding, noise, backend=backend).reshape(())
-    dim = _normalise_dim(dim, x.dim())
+    dim = normalise_dim(dim, x.dim())
     key = None
     if rounding == "stochastic":
         key = (noise or NoiseStream.from_global_rng()).draw(x.device)
@@ -178,7 +178,7 @@ def _inverse(order: list[int]) -> list[int]:
     return inverse
 
 
-def _normalise_dim(dim: int, rank: int) -> int:
+def normalise_dim(dim: int, rank: int) -> int:
     if not -rank <= dim < rank:
         raise IndexError(f"dim {dim} is out of range for a tensor of rank {rank}")
     return dim % rank
@@ -212,14 +212,14 @@ def _use_compiled(backend: Backend, x: Tensor, where: tuple[Format, str]) -> boo
 @functools.cache
 def _kernel(fmt: Format, divide: bool) -> Kernel:
     if isinstance(fmt, HBFPFormat):
-        return functools.partial(kernels.hbfp, **_hbfp_parameters(fmt), divide=divide)
+        return functools.partial(kernels.hbfp, **hbfp_parameters(fmt), divide=divide)
     if isinstance(fmt, MXFormat):
         block = fmt.block_size
         return functools.partial(kernels.mx, spec=fmt.element, block_size=block, divide=divide)
     return functools.partial(kernels.minifloat, spec=fmt.element, divide=divide)
 
 
-def _hbfp_parameters(fmt: HBFPFormat) -> dict[str, int | None]:
+def hbfp_parameters(fmt: HBFPFormat) -> dict[str, int | None]:
     lo, hi = fmt.exponent_range
     return {
         "mantissa_bits": fmt.mantissa_bits,
@@ -246,7 +246,7 @@ def _compiled(fmt: Format, device: str) -> Kernel:
     # blocks along a strided axis, and 1.5x for contiguous blocks too (where one graph
     # would read the data once, but spends more on each block's short reduction). A GPU
     # runs one graph: one launch, the block reduced in registers.
-    parameters = _hbfp_parameters(fmt)
+    parameters = hbfp_parameters(fmt)
     scale = _compile(
         functools.partial(kernels.hbfp_scale, **parameters, divide=True),
         f"quantize_{fmt.name}_scale",

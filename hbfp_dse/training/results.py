@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
 from ..emulation.schedule import LayerInfo
@@ -39,17 +39,8 @@ class EpochRecord:
         return {f: getattr(self, f) for f in EPOCH_COLUMNS}
 
 
-EPOCH_COLUMNS = (
-    "epoch",
-    "train_loss",
-    "train_acc",
-    "test_loss",
-    "test_acc",
-    "lr",
-    "seconds",
-    "images_per_s",
-    "formats",
-)
+# The epoch's own values: the store's epoch row.
+EPOCH_COLUMNS = tuple(f.name for f in fields(EpochRecord) if f.name != "statistics")
 
 
 @dataclass

@@ -3,6 +3,7 @@ first: the YAML of ``--proposal`` or the JSON of ``--format json``."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,16 @@ class Proposal:
     narrow: HBFPFormat
     wide: HBFPFormat
     boosted: tuple[str, ...]
+
+    def check_layers(self, names: Sequence[str]) -> None:
+        """A proposal for another model would silently boost nothing."""
+        unknown = [name for name in self.boosted if name not in names]
+        if unknown:
+            raise UserError(
+                f"--from-analysis: the model has no layer {', '.join(map(repr, unknown))} (its "
+                f"layers: {', '.join(names[:8])}{', ...' if len(names) > 8 else ''}); was the "
+                "analysis of another model?"
+            )
 
 
 def read_proposal(path: Path) -> Proposal:

@@ -202,9 +202,12 @@ class _StoreObjective:
 
 def check_search(job: SearchJob) -> None:
     """What can fail before anything is written: a missing dataset, a layer group that
-    matches no layer of the model."""
+    matches no layer of the model, a proposal naming layers the model lacks."""
     check_data(job.spec)
-    layer_groups(job.space, [layer.name for layer in model_for(job.spec.base).layers])
+    names = [layer.name for layer in model_for(job.spec.base).layers]
+    layer_groups(job.space, names)
+    if job.proposal is not None:
+        job.proposal.check_layers(names)
 
 
 def prepare(store: Store, job: SearchJob) -> int:

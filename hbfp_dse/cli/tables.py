@@ -1,0 +1,77 @@
+"""The results table of configurations that ``report`` prints and a sweep ends with."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.table import Table
+
+from ..experiments.report import ConfigSummary
+from .common import print_table
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.2f}"
+
+
+def _number(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def summary_rows(summaries: list[ConfigSummary]) -> list[dict[str, Any]]:
+    return [
+        {
+            "sweep": s.sweep,
+            "label": s.label,
+            "kind": s.kind,
+            "accuracy_pct": _pct(s.accuracy),
+            "std_pct": _pct(s.accuracy_std),
+            "ci95_pct": "—" if s.accuracy_ci is None else f"{100 * s.accuracy_ci:.2f}",
+            "drop_vs_fp32_pct": "-" if s.drop_vs_fp32 is None else f"{100 * s.drop_vs_fp32:+.2f}",
+            "test_loss": _number(s.test_loss),
+            "perplexity": "-" if s.perplexity is None else f"{s.perplexity:.2f}",
+            "density_vs_fp32": "-" if s.density is None else f"{s.density:.2f}",
+            "seeds": f"{len(s.done)}/{len(s.runs)}",
+            "status": s.status,
+            "pareto": "*" if s.pareto else "",
+            "runs": " ".join(str(r.id) for r in s.runs),
+        }
+        for s in summaries
+    ]
+
+
+def print_summary_table(rows: list[dict[str, Any]]) -> None:
+    """The terminal view: the columns that matter, one line per configuration."""
+    columns = {
+        "label": "configuration",
+        "accuracy_pct": "acc %",
+        "ci95_pct": "± 95% CI",
+        "drop_vs_fp32_pct": "drop vs FP32",
+        "test_loss": "loss",
+        "perplexity": "ppl",
+        "density_vs_fp32": "density",
+        "seeds": "seeds",
+        "status": "status",
+        "pareto": "front",
+    }
+    if all(row["drop_vs_fp32_pct"] == "-" for row in rows):
+        del columns["drop_vs_fp32_pct"]  # no FP32 run to compare with
+    if all(row["perplexity"] == "-" for row in rows):
+        del columns["perplexity"], columns["test_loss"]  # beside accuracy for language models
+    if len({row["sweep"] for row in rows}) > 1:
+        columns = {"sweep": "sweep", **columns}
+    table = Table(
+        title="hbfp-dse results: final test accuracy, mean over seeds, with its 95% confidence "
+        "interval (— for one seed); drop vs FP32 in points; front: on the accuracy/density "
+        "Pareto front"
+    )
+    for key, title in columns.items():
+        table.add_column(
+            title,
+            justify="left" if key in ("label", "sweep") else "right",
+            overflow="fold" if key == "label" else "ellipsis",
+        )
+    for row in rows:
+        style = "bold" if row["pareto"] else None
+        table.add_row(*(str(row[key]) for key in columns), style=style)
+    print_table(table)
