@@ -144,7 +144,11 @@ def _layers_report(
     if plot is not None:
         grids = [precision.heatmap_grid(item, statistic, operands[1]) for item in found]
         fig = plots.heatmaps(grids, statistic, operands[0])
-        rows = [{"run": i.run.id, **row} for i in found for row in precision.layer_summary(i)]
+        rows = [
+            {"run": i.run.id, **{k: _shown(k, v) for k, v in row.items()}}
+            for i in found
+            for row in precision.layer_summary(i)
+        ]
         plots.write(plot, fig, "hbfp-dse: precision per layer", plots.table_html(rows))
         err_console.print(f"plot written to {plot}", soft_wrap=True, highlight=False)
     if output is ReportFormat.json:
@@ -167,13 +171,16 @@ def _print_layer_table(item: precision.RunStatistics) -> None:
         for role in precision.ROLES:
             table.add_column(f"{title} {role}", justify="right")
     for row in precision.layer_summary(item):
-        cells = [str(row["layer"]), str(row["formats"])]
-        for key, value in row.items():
-            if key in ("layer", "formats"):
-                continue
-            cells.append("-" if value is None else _cell(key, float(value)))  # type: ignore[arg-type]
-        table.add_row(*cells)
+        table.add_row(*(_shown(key, value) for key, value in row.items()))
     print_table(table)
+
+
+def _shown(key: str, value: object) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return _cell(key, value)
+    return str(value)
 
 
 def _cell(key: str, value: float) -> str:

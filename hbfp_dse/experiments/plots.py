@@ -139,7 +139,7 @@ def _write(path: Path, fig: Figure, title: str, table_html: str) -> None:
     heading = html.escape(title)
     path.write_text(
         f"<!doctype html><meta charset='utf-8'><title>{heading}</title>"
-        f"<h1>{heading}</h1><img alt='{heading}' "
+        f"<h1>{heading}</h1><img style='max-width: 100%' alt='{heading}' "
         f"src='data:image/png;base64,{image}'>{table_html}"
     )
 
