@@ -185,3 +185,25 @@ def test_a_fault_of_the_machine_leaves_trials_unanswered_and_the_resumed_search_
 
 def _disk_full(*args: object, **kwargs: object) -> None:
     raise OSError(errno.ENOSPC, "No space left on device")
+
+
+def test_a_trial_equal_to_a_stored_baseline_reuses_its_run(tmp_path: Path) -> None:
+    file, db = _sweep_file(tmp_path, "reuse"), f"sqlite:///{tmp_path / 'r.db'}"
+    code, out = _invoke("sweep", str(file), "--db", db)  # the baseline hbfp8
+    assert code == 0, out
+    [baseline] = Store(db, create=False).runs("reuse")
+    code, out = _invoke("search", str(file), "--target-acc", "0.05", "--trials", "2", "--db", db)
+    assert code == 0, out
+    study = optuna.load_study(study_name="reuse@0.05", storage=db)
+    first, second = study.trials[:2]
+    # The hbfp8 anchor is the baseline (written as rules per layer group, the same schedule),
+    # and the booster anchor is written as Accuracy Booster.
+    assert first.user_attrs["anchor"] == "hbfp8"
+    assert first.user_attrs["schedule"] == {"format": "hbfp8"}
+    assert first.values[0] == baseline.density
+    assert second.user_attrs["schedule"] == {
+        "booster": {"low": "hbfp4", "high": "hbfp6", "last_epochs": 1}
+    }
+    runs = Store(db, create=False).runs("reuse")
+    assert len(runs) == 2  # the baseline, reused, and the booster trial
+    assert {r.id for r in runs if r.trial_number == 0} == {baseline.id}

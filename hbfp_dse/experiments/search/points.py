@@ -14,9 +14,10 @@ import warnings
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
+from ...emulation import LayerInfo
 from ...errors import UserError
 from ...formats import HBFPFormat, parse_format
-from ...training.config import TrainConfig
+from ...training.config import BoosterConfig, ScheduleConfig, TrainConfig
 from ..space import LayerFormat, Point, hbfp_name, point_config
 from .section import Choices, SearchSpace
 
@@ -114,6 +115,30 @@ def params_point(params: Params, space: SearchSpace, groups: Sequence[LayerGroup
             rules.append(LayerFormat(space.boost_format, group.selectors, boosted=True))
     rounding = space.rounding_named(str(params["rounding"]))
     return Point(tuple(rules), _int(params, "boost_last_epochs"), rounding)
+
+
+def canonical_config(config: TrainConfig, layers: Sequence[LayerInfo]) -> TrainConfig:
+    """``config`` with its schedule written as a baseline writes the same schedule, where it
+    is one: a uniform format, or Accuracy Booster. Equal schedules then have one identity, so
+    a trial equal to a baseline (or to a grid point written so) reuses its stored runs.
+    Decided on the resolved table of formats, so only exact equals are rewritten."""
+    table = config.schedule.build().resolve(layers, config.epochs)
+    formats = {fmt.name for epoch in table for fmt in epoch.values()}
+    candidates = []
+    if len(formats) == 1:
+        candidates.append(ScheduleConfig(format=formats.pop()))
+    elif len(layers) > 2:
+        low, high = table[0][layers[1].name].name, table[0][layers[0].name].name
+        boosted = 0
+        while boosted < len(table) and {f.name for f in table[-1 - boosted].values()} == {high}:
+            boosted += 1
+        candidates.append(
+            ScheduleConfig(booster=BoosterConfig(low=low, high=high, last_epochs=boosted))
+        )
+    for schedule in candidates:
+        if schedule.build().resolve(layers, config.epochs) == table:
+            return config.model_copy(update={"schedule": schedule})
+    return config
 
 
 def config_from_params(

@@ -33,6 +33,7 @@ from ..space import check_boost_epochs, point_config
 from .points import (
     LayerGroup,
     anchor_params,
+    canonical_config,
     layer_groups,
     param_choices,
     params_point,
@@ -160,7 +161,8 @@ def run_search(
     attribute ``label`` describes its schedule.
     """
     check_boost_epochs(space.boost_last_epochs, base_config.epochs, "search")
-    groups = layer_groups(space, [layer.name for layer in model_for(base_config).layers])
+    layers = model_for(base_config).layers
+    groups = layer_groups(space, [layer.name for layer in layers])
     choices = param_choices(space, groups)
     target = target_accuracy(study)
     total = space.trials if n_trials is None else n_trials
@@ -169,7 +171,7 @@ def run_search(
     def objective(trial: optuna.Trial) -> float | tuple[float, float]:
         params = {name: trial.suggest_categorical(name, values) for name, values in choices.items()}
         point = params_point(params, space, groups)
-        config = point_config(point, base_config)
+        config = canonical_config(point_config(point, base_config), layers)
         _skip_repeat(trial)
         trial.set_user_attr("schedule", config.schedule.model_dump(mode="json", exclude_none=True))
         trial.set_user_attr("label", point.describe())
