@@ -124,6 +124,15 @@ def test_a_sweep_file_without_a_name_takes_the_file_stem(tmp_path: Path) -> None
     assert text == path.read_text()
 
 
+def test_the_schema_example_in_the_sweep_readme_is_a_valid_sweep() -> None:
+    readme = (Path(__file__).parent.parent / "sweeps" / "README.md").read_text()
+    example = re.search(r"```yaml\n(.*?)```", readme, re.DOTALL)
+    assert example is not None
+    spec = parse_sweep(example.group(1), "sweeps/README.md")
+    assert spec.search is not None
+    assert len(expand(spec)) == spec.run_count == (4 + 2 * 2 * 2 * 3 * 2 * 3) * 3
+
+
 def test_an_empty_sweep_file_says_what_it_lacks(tmp_path: Path) -> None:
     path = tmp_path / "empty.yaml"
     path.write_text("")
