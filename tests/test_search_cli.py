@@ -6,10 +6,14 @@ from __future__ import annotations
 
 import errno
 import json
+import threading
+import urllib.request
 import uuid
 from pathlib import Path
+from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 import optuna
+import optuna_dashboard
 import pytest
 from optuna.trial import TrialState
 from typer.testing import CliRunner
@@ -207,3 +211,33 @@ def test_a_trial_equal_to_a_stored_baseline_reuses_its_run(tmp_path: Path) -> No
     runs = Store(db, create=False).runs("reuse")
     assert len(runs) == 2  # the baseline, reused, and the booster trial
     assert {r.id for r in runs if r.trial_number == 0} == {baseline.id}
+
+
+def test_optuna_dashboard_shows_each_trials_constraint_and_the_objectives_name(
+    tmp_path: Path,
+) -> None:
+    """Checked against a real optuna-dashboard server's API, on localhost."""
+    file, db = _sweep_file(tmp_path, "watched"), f"sqlite:///{tmp_path / 'r.db'}"
+    code, out = _invoke("search", str(file), "--target-acc", "0.3", "--trials", "2", "--db", db)
+    assert code in (0, 1), out  # 1: no trial reached the target, which is fine here
+    server = make_server("127.0.0.1", 0, optuna_dashboard.wsgi(db), handler_class=_Quiet)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        base = f"http://127.0.0.1:{server.server_port}/api/studies"
+        [study] = json.load(urllib.request.urlopen(base, timeout=30))["study_summaries"]
+        detail = json.load(urllib.request.urlopen(f"{base}/{study['study_id']}", timeout=30))
+    finally:
+        server.shutdown()
+    assert detail["objective_names"] == ["density vs FP32"]
+    finished = [t for t in detail["trials"] if t["state"] == "Complete"]
+    assert len(finished) == 2
+    stored = {t.number: t for t in optuna.load_study(study_name="watched@0.3", storage=db).trials}
+    for trial in finished:
+        accuracy = stored[trial["number"]].user_attrs["accuracy"]
+        assert trial["constraints"] == [pytest.approx(0.3 - accuracy)]
+
+
+class _Quiet(WSGIRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:
+        pass

@@ -3,9 +3,11 @@ trial and the history.
 
 Objective and constraint. With ``sampler: tpe`` the study maximizes density alone; with
 ``nsga2`` it maximizes (accuracy, density) for the whole Pareto front. Either way every trial
-sets ``trial.set_constraint("accuracy", target - accuracy)``, feasible when <= 0: Optuna 5's
-constraint API, which both samplers read (their ``constraints_func`` arguments are deprecated
-since v5.0). Trials also carry the user attributes ``accuracy``, ``density`` and ``schedule``.
+stores the constraint ``target - accuracy``, feasible when <= 0, in the system attribute
+``constraints`` (a list), which both samplers and optuna-dashboard read (the samplers'
+``constraints_func`` arguments are deprecated since v5.0). The objectives are named
+(``study.set_metric_names``). Trials also carry the user attributes ``accuracy``, ``density``
+and ``schedule``.
 
 Repeats: a repeat that gets past :class:`~.sampler.NoRepeatSampler` ends PRUNED with the user
 attribute ``repeats`` and is not trained.
@@ -46,7 +48,13 @@ from .section import SearchSpace
 
 ObjectiveFn = Callable[[optuna.Trial, TrainConfig], tuple[float, float]]
 
-CONSTRAINT = "accuracy"
+# The one constraint, target - accuracy, is stored as the list of constraint values that
+# optuna-dashboard (0.21) reads; Optuna 5 reads that list too, naming its entries by index.
+# (Optuna 5's trial.set_constraint stores per-name attributes the dashboard does not show.)
+CONSTRAINTS_ATTR = "constraints"
+CONSTRAINT = "0"
+# The objectives by their number: density alone (TPE), or accuracy and density (NSGA-II).
+METRIC_NAMES = {1: ["density vs FP32"], 2: ["accuracy", "density vs FP32"]}
 _STUDY_ATTR = "hbfp_search"
 # The fields that shape the parameters; the budget, seed and pruning may change on resume.
 _SHAPE_FIELDS = {
@@ -82,6 +90,10 @@ def create_study(
         load_if_exists=True,
     )
     _bind(study, space, target_acc)
+    if study.metric_names is None:  # named for optuna-dashboard ("Objective 0" otherwise)
+        with warnings.catch_warnings():  # flagged experimental since v3.2, and the way to do it
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names(METRIC_NAMES[len(directions)])
     return study
 
 
@@ -228,7 +240,7 @@ def _record_outcome(trial: optuna.Trial, target: float, accuracy: float, density
     accuracy = accuracy if math.isfinite(accuracy) else 0.0
     trial.set_user_attr("accuracy", accuracy)
     trial.set_user_attr("density", density)
-    trial.set_constraint(CONSTRAINT, target - accuracy)
+    trial.storage.set_trial_system_attr(trial._trial_id, CONSTRAINTS_ATTR, [target - accuracy])
     return accuracy
 
 
