@@ -22,6 +22,7 @@ from ..experiments.sweepfile import (
     load_sweep,
     on_device,
 )
+from ..training.devices import DeviceError, resolve_device
 from .common import console, err_console, exit_on_outage, user_errors
 from .interrupts import resumable
 from .options import (
@@ -75,6 +76,7 @@ def sweep(
     checked_checkpoint_dir(db, checkpoint_dir)
     store = Store(db)
     sweep_id, run_ids = register_sweep(store, spec, text, file, runs, retry_failed)
+    _check_trainable_here(spec, store.safe_url)
     finished = store.count_finished(sweep_id, run_ids)
     err_console.print(
         f"sweep [bold]{spec.name}[/]: {len(run_ids)} runs, {finished} already finished; "
@@ -90,6 +92,18 @@ def sweep(
         summaries.sort(key=lambda s: (-(s.density or 0.0), s.label))
         print_summary_table(summary_rows(summaries))
     _finish(spec.name, store.status_counts(sweep_id), display.stopped)
+
+
+def _check_trainable_here(spec: SweepSpec, url: str) -> None:
+    """Runs for a device this machine lacks are registered (for the workers of machines that
+    have one, sharing the store), but not attempted here: a worker would only set them aside."""
+    try:
+        resolve_device(spec.base.device)
+    except DeviceError as err:
+        raise UserError(
+            f"sweep {spec.name}: its runs train on {spec.base.device}, and {err.reason}; they "
+            f"are registered in {url}: run the same command where there is one, with this --db"
+        ) from None
 
 
 def _worker_options(
