@@ -19,6 +19,7 @@ from ..experiments.report import (
     search_history,
     summarize,
     summary_json,
+    table_order,
 )
 from ..experiments.store import Store
 from .common import console, err_console, print_json, print_table, user_errors
@@ -83,8 +84,7 @@ def report(
         _layers_report(found, output, plot, statistic, (operand, operands))
         return
     attempts = store.attempts([r.id for r in runs])
-    summaries = summarize(runs)
-    summaries.sort(key=lambda s: (s.sweep, -(s.density or 0.0), s.label))
+    summaries = table_order(summarize(runs))
     rows = summary_rows(summaries)
     if plot is not None:
         _save_plot(plot, summaries, search_history(runs), rows)

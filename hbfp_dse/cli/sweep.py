@@ -12,7 +12,7 @@ from ..errors import UserError
 from ..experiments.estimate import Estimate, estimate
 from ..experiments.processes import run_workers
 from ..experiments.registration import check_data, plan_sweep, register_sweep
-from ..experiments.report import summarize
+from ..experiments.report import summarize, table_order
 from ..experiments.runner import StaleAfterError, WorkerOptions
 from ..experiments.store import NewRun, RunRecord, Store
 from ..experiments.sweepfile import (
@@ -87,9 +87,8 @@ def sweep(
         display = SweepProgress(progress, len(run_ids), finished)
         run_workers(store, sweep_id, placed, on_event=display)
     exit_on_outage(display.outage)
-    summaries = summarize(store.runs(spec.name, with_epochs=True))
+    summaries = table_order(summarize(store.runs(spec.name, with_epochs=True)))
     if summaries:
-        summaries.sort(key=lambda s: (-(s.density or 0.0), s.label))
         print_summary_table(summary_rows(summaries))
     _finish(spec.name, store.status_counts(sweep_id), display.stopped)
 

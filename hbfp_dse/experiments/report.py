@@ -122,6 +122,11 @@ def _mark_drops(summaries: Sequence[ConfigSummary]) -> None:
             s.drop_vs_fp32 = reference - s.accuracy
 
 
+def table_order(summaries: Sequence[ConfigSummary]) -> list[ConfigSummary]:
+    """By sweep, then the densest first: how tables list configurations."""
+    return sorted(summaries, key=lambda s: (s.sweep, -(s.density or 0.0), s.label))
+
+
 def mark_pareto(summaries: Sequence[ConfigSummary]) -> None:
     """A configuration is on the front when no other is at least as accurate and as dense
     and strictly better in one of the two."""

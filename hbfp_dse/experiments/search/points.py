@@ -215,9 +215,11 @@ def proposal_params(
     the nearest point of the space: a group with a boosted layer takes the mantissa width and
     block size nearest ``wide``'s, the others ``narrow``'s (ties: the wider width); no boosted
     epochs where the space allows, the rest as for anchors."""
+    owners = _owners(groups, layer_names)
+    widened = {owners[name] for name in boosted if name in owners}
     params: Params = {}
     for group in groups:
-        fmt = wide if set(_group_layers(group, layer_names)) & set(boosted) else narrow
+        fmt = wide if group.label in widened else narrow
         params[group.mantissa_param] = min(
             group.choices.mantissa_bits, key=lambda m: (abs(m - fmt.mantissa_bits), -m)
         )
@@ -227,9 +229,17 @@ def proposal_params(
     return {**params, **_shared_settings(space, param_choices(space, groups), 0)}
 
 
-def _group_layers(group: LayerGroup, names: Sequence[str]) -> list[str]:
-    if group.label == "first":
-        return list(names[:1])
-    if group.label == "last":
-        return list(names[-1:])
-    return [n for n in names[1:-1] if any(fnmatch.fnmatchcase(n, g) for g in group.selectors)]
+def _owners(groups: Sequence[LayerGroup], names: Sequence[str]) -> dict[str, str]:
+    """Each layer's group: the last whose rule selects it, as later rules win."""
+    owners: dict[str, str] = {}
+    for name in names:
+        for group in groups:
+            if group.label == "first":
+                selected = name == names[0]
+            elif group.label == "last":
+                selected = name == names[-1]
+            else:
+                selected = any(fnmatch.fnmatchcase(name, glob) for glob in group.selectors)
+            if selected:
+                owners[name] = group.label
+    return owners
