@@ -35,7 +35,8 @@ from rich.console import Console
 from rich.table import Table
 
 from hbfp_dse.cost.density import run_cost
-from hbfp_dse.cost.macs import LayerMACs, count_macs
+from hbfp_dse.cost.gemms import LayerMACs
+from hbfp_dse.cost.macs import count_macs
 from hbfp_dse.emulation import LayerInfo
 from hbfp_dse.errors import UserError
 from hbfp_dse.experiments.search.points import config_from_params, layer_groups, param_choices

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from hbfp_dse.cli.app import app
 
-quantize_module = importlib.import_module("hbfp_dse.formats.quantize")
+quantize_module = importlib.import_module("hbfp_dse.formats.quantizer")
 
 
 def test_bench_json_on_a_small_model():

@@ -13,7 +13,7 @@ from torch._dynamo.exc import BackendCompilerFailed
 
 from hbfp_dse.formats import Format, parse_format, quantize
 
-quantize_module = importlib.import_module("hbfp_dse.formats.quantize")
+quantize_module = importlib.import_module("hbfp_dse.formats.quantizer")
 LARGE = torch.randn(4, quantize_module.COMPILE_MIN_NUMEL // 4)
 
 

@@ -13,7 +13,7 @@ from torch.fx.experimental.proxy_tensor import make_fx
 
 from hbfp_dse.formats import NoiseStream, parse_format
 from hbfp_dse.formats.kernels import FP32_MIN_POW2, reciprocal_factors, times
-from hbfp_dse.formats.quantize import _kernel
+from hbfp_dse.formats.quantizer import _kernel
 
 DIVISIONS = {"div", "true_divide", "reciprocal", "floor_divide", "remainder", "fmod"}
 FORMATS = [

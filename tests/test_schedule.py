@@ -22,8 +22,8 @@ from hbfp_dse.emulation import (
 from hbfp_dse.errors import UserError
 from hbfp_dse.experiments.sweepfile import Baseline
 from hbfp_dse.formats import parse_format
-from hbfp_dse.training.config import ScheduleConfig, TrainConfig
-from hbfp_dse.training.optim import OptimizerConfig, build_optimizer
+from hbfp_dse.training.config import OptimizerConfig, ScheduleConfig, TrainConfig
+from hbfp_dse.training.optim import build_optimizer
 
 
 class Net(nn.Module):

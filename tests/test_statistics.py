@@ -12,7 +12,7 @@ import torch
 from scipy.stats import wasserstein_distance
 
 from hbfp_dse.emulation import Operand, Probe
-from hbfp_dse.emulation.statistics import operand_sums, wasserstein_1d
+from hbfp_dse.emulation.probe import operand_sums, wasserstein_1d
 from hbfp_dse.formats import parse_format, quantize
 from hbfp_dse.formats.scales import element_scales
 from hbfp_dse.training.config import TrainConfig

@@ -24,7 +24,14 @@ from sqlalchemy.engine import Engine
 from typer.testing import CliRunner
 
 from hbfp_dse.cli.app import app
-from hbfp_dse.experiments.store import Environment, NewerDatabaseError, NewRun, Provenance, Store
+from hbfp_dse.experiments.store import (
+    Environment,
+    NewerDatabaseError,
+    NewRun,
+    Provenance,
+    Store,
+    migrate,
+)
 from hbfp_dse.experiments.store.migrate import (
     BASELINE,
     SCHEMA_VERSION,
@@ -309,3 +316,7 @@ def test_the_revisions_build_the_tables_of_the_schema(empty_url: str) -> None:
         command.downgrade(alembic_config(connection), "base")
     assert inspect(engine).get_table_names() == [VERSION_TABLE]
     engine.dispose()
+
+
+def test_the_head_revision_opened_without_alembic_is_the_newest() -> None:
+    assert revisions().get_current_head() == migrate.HEAD

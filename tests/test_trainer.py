@@ -23,16 +23,10 @@ from hbfp_dse.errors import UserError
 from hbfp_dse.formats import quantize
 from hbfp_dse.training.assembly import model_for
 from hbfp_dse.training.checkpoint import CheckpointWarning
-from hbfp_dse.training.config import TrainConfig
+from hbfp_dse.training.config import LRScheduleConfig, OptimizerConfig, TrainConfig
 from hbfp_dse.training.data import DatasetPair, load_dataset
 from hbfp_dse.training.models import build_model
-from hbfp_dse.training.optim import (
-    LRScheduleConfig,
-    OptimizerConfig,
-    build_lr_scheduler,
-    build_optimizer,
-    lr_factor,
-)
+from hbfp_dse.training.optim import build_lr_scheduler, build_optimizer, lr_factor
 from hbfp_dse.training.results import EpochRecord, RunResult
 from hbfp_dse.training.trainer import train
 

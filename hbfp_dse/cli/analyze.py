@@ -13,12 +13,15 @@ from rich.table import Table
 from ..configfile import read_yaml
 from ..errors import UserError
 from ..experiments.precision import ALL_OPERANDS, mean_of
-from ..experiments.sensitivity import DEFAULT_SHARE, Sensitivity
-from ..experiments.sensitivity import analyze as run_analysis
+from ..experiments.search.proposal import DEFAULT_SHARE
 from ..experiments.sweepfile import load_sweep
+from ..lazy import lazy_module
 from ..training.config import TrainConfig, load_train_config
 from .common import console, err_console, print_json, print_table, user_errors
 from .options import OutputFormat, OutputOption
+
+# Loaded when the command runs: they import torch, which --help does not need.
+sensitivity = lazy_module("hbfp_dse.experiments.sensitivity")
 
 FileArgument = Annotated[
     Path,
@@ -88,7 +91,7 @@ def analyze(
         raise UserError(f"--proposal {proposal}: directory {proposal.parent} does not exist")
     names = [name.strip() for name in formats.split(",") if name.strip()]
     with err_console.status("analysing") as status:
-        found = run_analysis(
+        found = sensitivity.analyze(
             config,
             names,
             weights=checkpoint,
@@ -120,7 +123,7 @@ def _base_config(file: Path) -> TrainConfig:
     return load_train_config(file, {})
 
 
-def proposal_yaml(found: Sensitivity) -> str:
+def proposal_yaml(found: sensitivity.Sensitivity) -> str:
     share = f"{found.share:.0%}"
     header = (
         f"# hbfp-dse analyze: {found.narrow} everywhere; in {found.wide} the layers that make "
@@ -129,7 +132,7 @@ def proposal_yaml(found: Sensitivity) -> str:
     return header + yaml.safe_dump({"baselines": [found.proposal()]}, sort_keys=False)
 
 
-def as_json(found: Sensitivity) -> dict[str, Any]:
+def as_json(found: sensitivity.Sensitivity) -> dict[str, Any]:
     return {
         "fp32_loss": found.fp32_loss,
         "batches": found.batches,
@@ -143,7 +146,7 @@ def as_json(found: Sensitivity) -> dict[str, Any]:
     }
 
 
-def _table(found: Sensitivity) -> Table:
+def _table(found: sensitivity.Sensitivity) -> Table:
     table = Table(
         title=f"layer sensitivity, one layer quantized at a time, the rest FP32 (FP32 loss "
         f"{found.fp32_loss:.4f} on {found.batches} batches); most sensitive first; "

@@ -6,16 +6,19 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Annotated
 
-import torch
 import typer
 from rich.table import Table
 
 from ..emulation.quant_spec import BLOCKINGS
 from ..errors import UserError
 from ..formats import ROUNDINGS, parse_format
-from ..training.bench import StepBenchmark, benchmark_steps
+from ..lazy import lazy_module
 from .common import console, print_json, user_errors
 from .options import OutputFormat, OutputOption
+
+# Loaded when the command runs: they import torch, which --help does not need.
+torch = lazy_module("torch")
+step_bench = lazy_module("hbfp_dse.training.bench")
 
 NumberFormatOption = Annotated[
     list[str] | None,
@@ -66,12 +69,12 @@ def bench(
     default_threads = torch.get_num_threads()
     if threads is not None:
         torch.set_num_threads(threads)
-    results: list[StepBenchmark] = []
+    results: list[step_bench.StepBenchmark] = []
     try:
         for name in names:
             with console.status(f"timing {model} steps in {name} (warm-up compiles)..."):
                 results.append(
-                    benchmark_steps(
+                    step_bench.benchmark_steps(
                         model,
                         name,
                         batch_size=batch_size,
@@ -92,7 +95,7 @@ def bench(
         console.print(_table(results))
 
 
-def _table(results: list[StepBenchmark]) -> Table:
+def _table(results: list[step_bench.StepBenchmark]) -> Table:
     first = results[0]
     layout = "channels-last" if first.channels_last else "contiguous"
     table = Table(

@@ -8,8 +8,8 @@ from typing import Any
 from rich.table import Table
 
 from ..cost.density import RunCost
-from ..cost.macs import GEMM_ROLES, AttentionShape
-from ..experiments.costing import config_cost
+from ..cost.gemms import GEMM_ROLES, AttentionShape
+from ..lazy import lazy_module
 from ..training.config import load_train_config
 from .common import console, print_json, user_errors
 from .options import (
@@ -23,6 +23,9 @@ from .options import (
     ScheduleOption,
     areas_table,
 )
+
+# Loaded when the command runs: they import torch, which --help does not need.
+costing = lazy_module("hbfp_dse.experiments.costing")
 
 
 @user_errors
@@ -39,7 +42,7 @@ def cost(
     width and per layer."""
     overrides = {"model": model, "dataset": dataset, "epochs": epochs, "schedule": schedule}
     config = load_train_config(config_file, overrides)
-    planned = config_cost(config, areas_table(areas))
+    planned = costing.config_cost(config, areas_table(areas))
     result = planned.cost
     if output is OutputFormat.json:
         print_json(

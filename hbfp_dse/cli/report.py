@@ -11,7 +11,7 @@ import typer
 from rich.table import Table
 
 from ..errors import UserError
-from ..experiments import plots, precision
+from ..experiments import precision
 from ..experiments.report import (
     ConfigSummary,
     environments,
@@ -22,9 +22,13 @@ from ..experiments.report import (
     table_order,
 )
 from ..experiments.store import Store
+from ..lazy import lazy_module
 from .common import console, err_console, print_json, print_table, user_errors
 from .options import DbOption, ReportFormat, ReportFormatOption, SweepOption
 from .tables import print_summary_table, summary_rows
+
+# matplotlib loads only for a plot.
+plots = lazy_module("hbfp_dse.experiments.plots")
 
 PlotOption = Annotated[
     Path | None,

@@ -4,22 +4,14 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import optuna
 import typer
 
-from ..experiments.runner import WorkerOptions
 from ..experiments.search.proposal import read_proposal
-from ..experiments.search.trials import (
-    SearchJob,
-    SearchOutcome,
-    check_search,
-    prepare,
-    run_search_workers,
-)
 from ..experiments.store import Store
 from ..experiments.sweepfile import load_sweep, on_device
+from ..lazy import lazy_module
 from .common import console, err_console, exit_on_outage, print_json, user_errors
 from .interrupts import resumable
 from .options import (
@@ -31,12 +23,18 @@ from .options import (
     OutputOption,
     TargetAccOption,
     WorkersOption,
-    checked_checkpoint_dir,
-    checked_device,
     checked_target,
-    placed_workers,
 )
 from .progress import SweepProgress, training_progress
+
+if TYPE_CHECKING:
+    from ..experiments.search.trials import SearchJob, SearchOutcome
+
+# Loaded when the command runs: they import torch, which --help does not need.
+optuna = lazy_module("optuna")
+runner = lazy_module("hbfp_dse.experiments.runner")
+search_trials = lazy_module("hbfp_dse.experiments.search.trials")
+worker_checks = lazy_module("hbfp_dse.cli.workers")
 
 TrialsOption = Annotated[
     int | None, typer.Option("--trials", min=1, help="Total trials of the study.")
@@ -80,22 +78,24 @@ def search(
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # our progress bars say it better
     target = checked_target(target_acc)
     spec, text = load_sweep(file)
-    device = checked_device(device)
+    device = worker_checks.checked_device(device)
     spec = on_device(spec, device)
     proposal = read_proposal(from_analysis) if from_analysis is not None else None
-    job = SearchJob.for_sweep(spec, text, file, target, study, trials, timeout, proposal)
-    options = WorkerOptions(device=device, checkpoint_dir=checkpoint_dir)
-    placed = placed_workers(options, workers, spec.base.device, gpus)
-    check_search(job)
-    checked_checkpoint_dir(db, checkpoint_dir)
+    job = search_trials.SearchJob.for_sweep(
+        spec, text, file, target, study, trials, timeout, proposal
+    )
+    options = runner.WorkerOptions(device=device, checkpoint_dir=checkpoint_dir)
+    placed = worker_checks.placed_workers(options, workers, spec.base.device, gpus)
+    search_trials.check_search(job)
+    worker_checks.checked_checkpoint_dir(db, checkpoint_dir)
     store = Store(db)
-    sweep_id = prepare(store, job)
+    sweep_id = search_trials.prepare(store, job)
     _banner(job, store)
     resume = "run the same command again to resume the study"
     with resumable(resume), warnings.catch_warnings(), training_progress() as progress:
         warnings.simplefilter("ignore", UserWarning)  # anchors skipped are shown below
         display = SweepProgress(progress, job.total_trials, 0, label="trials")
-        outcome = run_search_workers(store, sweep_id, job, placed, display)
+        outcome = search_trials.run_search_workers(store, sweep_id, job, placed, display)
     exit_on_outage(display.outage)
     if output is OutputFormat.json:
         print_json(_json(outcome))
@@ -131,7 +131,7 @@ def _json(outcome: SearchOutcome) -> dict[str, object]:
     }
 
 
-def _summary(outcome: SearchOutcome, sweep: str) -> str:
+def _summary(outcome: search_trials.SearchOutcome, sweep: str) -> str:
     best = outcome.best
     if best is None:
         return f"no trial of {outcome.study_name} reached {outcome.target:.2%} yet"

@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 
 from ..errors import UserError
 from ..experiments.estimate import Estimate, estimate
-from ..experiments.processes import run_workers
-from ..experiments.registration import check_data, plan_sweep, register_sweep
 from ..experiments.report import summarize, table_order
-from ..experiments.runner import StaleAfterError, WorkerOptions
 from ..experiments.store import NewRun, RunRecord, Store
 from ..experiments.sweepfile import (
     DEFAULT_MAX_RUNS,
@@ -22,7 +19,8 @@ from ..experiments.sweepfile import (
     load_sweep,
     on_device,
 )
-from ..training.devices import DeviceError, resolve_device
+from ..lazy import lazy_module
+from ..training.device_names import DeviceError
 from .common import console, err_console, exit_on_outage, user_errors
 from .interrupts import resumable
 from .options import (
@@ -32,12 +30,19 @@ from .options import (
     GpusOption,
     StaleAfterOption,
     WorkersOption,
-    checked_checkpoint_dir,
-    checked_device,
-    placed_workers,
 )
 from .progress import SweepProgress, training_progress
 from .tables import print_summary_table, summary_rows
+
+if TYPE_CHECKING:
+    from ..experiments.runner import WorkerOptions
+
+# Loaded when the command runs: they import torch, which --help does not need.
+processes = lazy_module("hbfp_dse.experiments.processes")
+registration = lazy_module("hbfp_dse.experiments.registration")
+runner = lazy_module("hbfp_dse.experiments.runner")
+devices = lazy_module("hbfp_dse.training.devices")
+worker_checks = lazy_module("hbfp_dse.cli.workers")
 
 RetryFailedOption = Annotated[bool, typer.Option("--retry-failed", help="Run failed runs again.")]
 MaxRunsOption = Annotated[
@@ -63,19 +68,19 @@ def sweep(
 ) -> None:
     """Run every pending run of a sweep file. Rerunning resumes where it stopped."""
     spec, text = load_sweep(file)
-    device = checked_device(device)
+    device = worker_checks.checked_device(device)
     spec = on_device(spec, device)
     options = _worker_options(device, stale_after, checkpoint_dir)
-    placed = placed_workers(options, workers, spec.base.device, gpus)
+    placed = worker_checks.placed_workers(options, workers, spec.base.device, gpus)
     runs = _planned(spec, max_runs)
     if dry_run:
         console.print(_plan_table(spec.name, runs))
         console.print(_totals(estimate(runs, _stored_runs(db))), highlight=False, soft_wrap=True)
         return
-    check_data(spec)
-    checked_checkpoint_dir(db, checkpoint_dir)
+    registration.check_data(spec)
+    worker_checks.checked_checkpoint_dir(db, checkpoint_dir)
     store = Store(db)
-    sweep_id, run_ids = register_sweep(store, spec, text, file, runs, retry_failed)
+    sweep_id, run_ids = registration.register_sweep(store, spec, text, file, runs, retry_failed)
     _check_trainable_here(spec, store.safe_url)
     finished = store.count_finished(sweep_id, run_ids)
     err_console.print(
@@ -85,7 +90,7 @@ def sweep(
     resume = "running runs are marked interrupted; run the same command again to resume"
     with resumable(resume), training_progress() as progress:
         display = SweepProgress(progress, len(run_ids), finished)
-        run_workers(store, sweep_id, placed, on_event=display)
+        processes.run_workers(store, sweep_id, placed, on_event=display)
     exit_on_outage(display.outage)
     summaries = table_order(summarize(store.runs(spec.name, with_epochs=True)))
     if summaries:
@@ -97,7 +102,7 @@ def _check_trainable_here(spec: SweepSpec, url: str) -> None:
     """Runs for a device this machine lacks are registered (for the workers of machines that
     have one, sharing the store), but not attempted here: a worker would only set them aside."""
     try:
-        resolve_device(spec.base.device)
+        devices.resolve_device(spec.base.device)
     except DeviceError as err:
         raise UserError(
             f"sweep {spec.name}: its runs train on {spec.base.device}, and {err.reason}; they "
@@ -109,14 +114,14 @@ def _worker_options(
     device: str | None, stale_after: float, checkpoint_dir: Path | None
 ) -> WorkerOptions:
     try:
-        return WorkerOptions(device, stale_after, checkpoint_dir=checkpoint_dir)
-    except StaleAfterError as err:
+        return runner.WorkerOptions(device, stale_after, checkpoint_dir=checkpoint_dir)
+    except runner.StaleAfterError as err:
         raise UserError(f"--stale-after {err.stale_after:g}: at least {err.minimum:g}") from None
 
 
 def _planned(spec: SweepSpec, max_runs: int) -> list[NewRun]:
     try:
-        return plan_sweep(spec, max_runs)
+        return registration.plan_sweep(spec, max_runs)
     except TooManyRunsError as err:
         raise UserError(f"{err}; raise the limit with --max-runs {err.count}") from None
 

@@ -10,14 +10,10 @@ import typer
 from rich.table import Table
 
 from ..errors import UserError
-from ..experiments.costing import config_cost
+from ..lazy import lazy_module
 from ..training.config import TrainConfig, load_train_config
-from ..training.data import DatasetNotFoundError
-from ..training.devices import device_type
-from ..training.distributed import process_group
+from ..training.device_names import device_type
 from ..training.results import RunResult
-from ..training.trainer import load_config_data
-from ..training.trainer import train as run_training
 from .common import console, print_json, user_errors
 from .options import (
     ConfigFile,
@@ -30,6 +26,12 @@ from .options import (
     ScheduleOption,
 )
 from .progress import TrainingBars, training_progress
+
+# Loaded when the command runs: they import torch, which --help does not need.
+costing = lazy_module("hbfp_dse.experiments.costing")
+training_data = lazy_module("hbfp_dse.training.data")
+distributed = lazy_module("hbfp_dse.training.distributed")
+trainer = lazy_module("hbfp_dse.training.trainer")
 
 CheckpointOption = Annotated[
     Path | None, typer.Option("--checkpoint", help="Save after every epoch; resume if it exists.")
@@ -56,18 +58,18 @@ def train(
     overrides = {"model": model, "dataset": dataset, "epochs": epochs, "schedule": schedule}
     overrides |= {"batch_size": batch_size, "lr": lr, "seed": seed, "device": device}
     config = load_train_config(config_file, overrides | {"data_dir": data_dir})
-    density = config_cost(config).cost.density_vs_fp32
+    density = costing.config_cost(config).cost.density_vs_fp32
     try:
-        data = load_config_data(config)
-    except DatasetNotFoundError as err:
+        data = trainer.load_config_data(config)
+    except training_data.DatasetNotFoundError as err:
         raise UserError(f"{err}, or pass --data-dir DIR") from None
-    with process_group(device_type(config.device)) as ranks:
+    with distributed.process_group(device_type(config.device)) as ranks:
         if ranks is not None and not ranks.leader:  # the leader reports
-            run_training(config, checkpoint=checkpoint, data=data)
+            trainer.train(config, checkpoint=checkpoint, data=data)
             return
         with training_progress() as progress:
             bars = TrainingBars(progress, f"{config.model} / {config.dataset}")
-            result = run_training(config, callbacks=[bars], checkpoint=checkpoint, data=data)
+            result = trainer.train(config, callbacks=[bars], checkpoint=checkpoint, data=data)
             bars.close()
     if output is OutputFormat.json:
         print_json(_json(result, density))

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from ..formats import FloatFormat, Format, parse_format
 from .areas import UnitAreas, default_areas
 from .errors import CostError
-from .macs import GEMM_ROLES, LayerMACs
+from .gemms import GEMM_ROLES, LayerMACs
 from .pe import pe_area
 
 FP32 = FloatFormat("fp32")

@@ -11,7 +11,10 @@ import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-import numpy as np
+from ..lazy import lazy_module
+
+# numpy loads when a table is fitted: commands that price nothing start without it.
+np = lazy_module("numpy")
 
 Features = Callable[..., tuple[float, ...]]
 

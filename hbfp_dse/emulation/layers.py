@@ -8,6 +8,7 @@ A layer's ``quant`` (a :class:`QuantSpec` or None for plain FP32) can change at 
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -16,8 +17,9 @@ from torch import Tensor, nn
 
 from ..formats import Format, NoiseStream, quantize
 from .functions import ConvGeometry, OperandQuantizer, QuantConvFunction, QuantLinearFunction
-from .quant_spec import Operand, QuantSpec
-from .statistics import Probe
+from .probe import Probe
+from .quant_spec import Operand, Quantization, QuantSpec
+from .schedule import FP32, LayerInfo
 
 
 class QuantizedLayer(nn.Module):
@@ -170,3 +172,20 @@ def round_master_weights(model: nn.Module, fmt: Format | str) -> None:
         if layer.active_spec() is not None:
             for weight in layer.gemm_weights():
                 weight.copy_(quantize(weight, fmt, dim=1).to(weight.dtype))
+
+
+def layer_infos(model: nn.Module) -> list[LayerInfo]:
+    return [LayerInfo(name, _kind(layer)) for name, layer in quantized_layers(model)]
+
+
+def apply_formats(
+    model: nn.Module, formats: Mapping[str, Format], quantization: Quantization
+) -> None:
+    """Switch each quantized layer to its format in place (model and optimizer untouched)."""
+    for name, layer in quantized_layers(model):
+        layer.quant = quantization.spec(formats.get(name, FP32))
+
+
+def _kind(layer: QuantizedLayer) -> str:
+    # The original class: QuantConv2d derives from Conv2d.
+    return next(c.__name__ for c in type(layer).__mro__[1:] if c.__module__.startswith("torch"))

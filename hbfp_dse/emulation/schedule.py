@@ -13,15 +13,11 @@ range ``"start:stop"`` whose ends may be negative or empty (``"-5:"``: the last 
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-
-from torch import nn
 
 from ..errors import UserError
 from ..formats import FloatFormat, Format, parse_format
-from .layers import QuantizedLayer, quantized_layers
-from .quant_spec import Quantization
 
 LayerSelector = str | int
 EpochSelector = str | int
@@ -89,23 +85,6 @@ class Schedule:
                 for name in picked:
                     table[epoch][name] = rule.format
         return table
-
-
-def layer_infos(model: nn.Module) -> list[LayerInfo]:
-    return [LayerInfo(name, _kind(layer)) for name, layer in quantized_layers(model)]
-
-
-def apply_formats(
-    model: nn.Module, formats: Mapping[str, Format], quantization: Quantization
-) -> None:
-    """Switch each quantized layer to its format in place (model and optimizer untouched)."""
-    for name, layer in quantized_layers(model):
-        layer.quant = quantization.spec(formats.get(name, FP32))
-
-
-def _kind(layer: QuantizedLayer) -> str:
-    # The original class: QuantConv2d derives from Conv2d.
-    return next(c.__name__ for c in type(layer).__mro__[1:] if c.__module__.startswith("torch"))
 
 
 def _select_layers(

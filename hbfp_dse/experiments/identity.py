@@ -21,7 +21,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from ..training.config import TrainConfig
-from ..training.devices import device_type
+from ..training.device_names import device_type
 
 HASH_VERSION = 1
 

@@ -9,7 +9,7 @@ from dataclasses import replace
 import torch
 
 from ..errors import UserError
-from ..training.devices import device_type
+from ..training.device_names import device_type
 from .runner import WorkerOptions
 
 

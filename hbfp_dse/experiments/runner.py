@@ -25,7 +25,8 @@ import torch
 from ..errors import UserError
 from ..training.checkpoint import CheckpointOwner, previous_checkpoint, remove_checkpoint
 from ..training.config import TrainConfig
-from ..training.devices import DeviceUnavailableError, device_type, resolve_device
+from ..training.device_names import DeviceUnavailableError, device_type
+from ..training.devices import resolve_device
 from ..training.results import EpochRecord, RunResult
 from ..training.trainer import Callback, Data, load_config_data, train
 from .provenance import environment

@@ -30,12 +30,11 @@ from torch import Tensor, nn
 from ..emulation import OperandStatistics, Probe, apply_formats, attach_probe
 from ..errors import UserError
 from ..formats import Format, parse_format
-from ..formats.quantize import eager_only
+from ..formats.quantizer import eager_only
 from ..training.config import TrainConfig
 from ..training.devices import exact_float32
 from ..training.trainer import TrainingState, model_input, trained_state
-
-DEFAULT_SHARE = 0.5
+from .search.proposal import DEFAULT_SHARE
 
 
 @dataclass(frozen=True)

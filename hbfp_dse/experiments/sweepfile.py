@@ -20,7 +20,7 @@ from pydantic import Field, field_validator, model_validator
 from ..configfile import StrictModel, parse_yaml, read_yaml, validate
 from ..errors import UserError
 from ..training.config import ScheduleConfig, Seed, TrainConfig
-from ..training.devices import device_type
+from ..training.device_names import device_type
 from .identity import config_hash
 from .search.section import SearchSpace
 from .space import (

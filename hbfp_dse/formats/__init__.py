@@ -1,5 +1,8 @@
 """Number formats: parsing names and quantizing tensors (docs/formats.md)."""
 
+from typing import TYPE_CHECKING
+
+from ..lazy import lazy_attributes
 from .definitions import (
     MANTISSA_BITS,
     ROUNDINGS,
@@ -12,8 +15,12 @@ from .definitions import (
     Rounding,
     parse_format,
 )
-from .noise import NoiseStream
-from .quantize import quantize
+
+if TYPE_CHECKING:
+    from .noise import NoiseStream
+    from .quantizer import quantize
+
+__getattr__ = lazy_attributes(__name__, {"NoiseStream": "noise", "quantize": "quantizer"})
 
 __all__ = [
     "MANTISSA_BITS",

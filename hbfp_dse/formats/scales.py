@@ -17,7 +17,7 @@ from torch import Tensor
 
 from . import kernels
 from .definitions import ElementSpec, FloatFormat, Format, HBFPFormat, MXFormat, parse_format
-from .quantize import BlockedView, hbfp_parameters, normalise_dim
+from .quantizer import BlockedView, hbfp_parameters, normalise_dim
 
 
 @dataclass(frozen=True)

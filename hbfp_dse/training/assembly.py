@@ -15,8 +15,8 @@ from torch import nn
 from ..emulation import LayerInfo, convert, layer_infos
 from ..errors import UserError
 from ..formats import NoiseStream
-from .config import FOLDER_DATASET, TEXT_DATASETS, TrainConfig
-from .custom import is_import_path, user_dataset, user_language_model
+from .config import FOLDER_DATASET, TEXT_DATASETS, TrainConfig, is_import_path
+from .custom import user_dataset, user_language_model
 from .data import DATASET_INFO, DATASET_NAMES, DatasetInfo
 from .folders import folder_info
 from .models import LANGUAGE_MODEL_NAMES, TRANSFORMER_NAMES, build_model

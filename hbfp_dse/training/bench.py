@@ -13,10 +13,10 @@ from torch import nn
 from ..emulation import apply_formats
 from ..formats import NoiseStream
 from .assembly import model_for
-from .config import TrainConfig
+from .config import OptimizerConfig, TrainConfig
 from .devices import resolve_device
 from .models import LANGUAGE_MODEL_NAMES, build_model
-from .optim import OptimizerConfig, build_optimizer
+from .optim import build_optimizer
 
 
 @dataclass(frozen=True)

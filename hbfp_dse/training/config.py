@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -12,20 +12,51 @@ from ..configfile import StrictModel, read_yaml, validate
 from ..emulation import Blocking, Quantization, Rule, Schedule
 from ..emulation.statistics import SAMPLES
 from ..formats import Rounding, parse_format
-from .devices import DeviceError, check_device_name
-from .optim import LRScheduleConfig, OptimizerConfig
+from .device_names import DeviceError, check_device_name
 
 DEFAULT_IMAGE_SIZE = 224  # an image folder's crops
 DEFAULT_LOADER_WORKERS = 4
 DEFAULT_CONTEXT_LENGTH = 64  # tokens a text sample holds
 FOLDER_DATASET = "imagefolder"  # train/ and val/ folders of images
 TEXT_DATASETS = ("pydoc-topics", "text")
+TORCHVISION_PREFIX = "tv:"  # model: tv:resnet18, a torchvision model
 # Seeds are stored in 32-bit integer columns (PostgreSQL's INTEGER).
 Seed = Annotated[int, Field(ge=0, le=2**31 - 1)]
 
 
 def _format_name(name: str) -> str:
     return parse_format(name).name
+
+
+def is_import_path(name: str) -> bool:
+    """A model or dataset of the user's own, ``package.module:function`` (``custom.py``)."""
+    return ":" in name and not name.startswith(TORCHVISION_PREFIX)
+
+
+class OptimizerConfig(StrictModel):
+    name: Literal["sgd", "adamw"] = "sgd"
+    lr: float = Field(0.1, gt=0)
+    momentum: float = Field(0.9, ge=0, lt=1)
+    nesterov: bool = True
+    weight_decay: float = Field(1e-4, ge=0)
+    betas: tuple[float, float] = (0.9, 0.999)
+
+
+class LRScheduleConfig(StrictModel):
+    """Linear warm-up, then ``constant``, ``step`` (x ``gamma`` at each milestone epoch),
+    ``cosine`` (to zero at the last epoch) or ``onecycle`` (up over ``warmup_epochs`` or
+    30% of training, then cosine down to zero)."""
+
+    name: Literal["constant", "step", "cosine", "onecycle"] = "onecycle"
+    warmup_epochs: float = Field(0.0, ge=0)
+    milestones: list[int] = Field(default_factory=list)
+    gamma: float = Field(0.1, gt=0)
+
+    @model_validator(mode="after")
+    def _milestones_sorted(self) -> LRScheduleConfig:
+        if self.milestones != sorted(self.milestones):
+            raise ValueError(f"milestones must be increasing, got {self.milestones}")
+        return self
 
 
 class RuleConfig(StrictModel):

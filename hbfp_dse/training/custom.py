@@ -25,12 +25,6 @@ from torch import Tensor, nn
 from ..errors import UserError
 from .data import DatasetInfo, DatasetPair, ImageSplit
 
-TORCHVISION_PREFIX = "tv:"
-
-
-def is_import_path(name: str) -> bool:
-    return ":" in name and not name.startswith(TORCHVISION_PREFIX)
-
 
 def _function(key: str, path: str) -> Callable[..., Any]:
     module_name, _, attribute = path.partition(":")

@@ -1,5 +1,5 @@
-"""Device names as users write them (``auto``, ``cpu``, ``cuda``, ``cuda:N``) and the torch
-device each one stands for here."""
+"""The torch device each device name (``device_names.py``) stands for here, and float32 kept
+exact on it."""
 
 from __future__ import annotations
 
@@ -9,21 +9,7 @@ from typing import Any
 
 import torch
 
-from ..errors import UserError
-
-
-class DeviceError(UserError):
-    """A device name that is not one, or a device this machine does not have."""
-
-    def __init__(self, device: str, reason: str) -> None:
-        super().__init__(f"device {device!r}: {reason}")
-        self.device = device
-        self.reason = reason
-
-
-class DeviceUnavailableError(DeviceError):
-    """A valid device name this machine cannot serve now: a fault of where the run is, not
-    of the run (another worker, or a later attempt, may have the device)."""
+from .device_names import DeviceUnavailableError, check_device_name
 
 
 def _precision_settings() -> list[Any]:
@@ -67,22 +53,6 @@ def tf32_allowed() -> bool:
         (setting.fp32_precision if setting.fp32_precision != "none" else inherited) == "tf32"
         for setting in settings
     )
-
-
-def check_device_name(name: str) -> str:
-    if name in ("auto", "cpu", "cuda") or (name.startswith("cuda:") and name[5:].isdigit()):
-        return name
-    raise DeviceError(name, "device must be auto, cpu, cuda or cuda:N")
-
-
-def device_type(name: str) -> str:
-    """The kind of device a name trains on, ``cpu`` or ``cuda``; ``auto``: what this machine
-    has. Devices of one kind give one run the same numbers, so the kind is part of a run's
-    identity and the index is not."""
-    check_device_name(name)
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return name.split(":")[0]
 
 
 def resolve_device(name: str) -> torch.device:

@@ -11,7 +11,8 @@ from torch import Tensor, nn
 from torchvision.models.vision_transformer import VisionTransformer
 
 from ..errors import UserError
-from .custom import TORCHVISION_PREFIX, is_import_path, user_model
+from .config import TORCHVISION_PREFIX, is_import_path
+from .custom import user_model
 
 CIFAR_RESNET_DEPTHS = (8, 20, 32, 44, 56, 74, 110)
 MODEL_NAMES: tuple[str, ...] = (

@@ -4,39 +4,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Literal
 
 import torch
-from pydantic import Field, model_validator
 from torch import nn
 
-from ..configfile import StrictModel
-
-
-class OptimizerConfig(StrictModel):
-    name: Literal["sgd", "adamw"] = "sgd"
-    lr: float = Field(0.1, gt=0)
-    momentum: float = Field(0.9, ge=0, lt=1)
-    nesterov: bool = True
-    weight_decay: float = Field(1e-4, ge=0)
-    betas: tuple[float, float] = (0.9, 0.999)
-
-
-class LRScheduleConfig(StrictModel):
-    """Linear warm-up, then ``constant``, ``step`` (x ``gamma`` at each milestone epoch),
-    ``cosine`` (to zero at the last epoch) or ``onecycle`` (up over ``warmup_epochs`` or
-    30% of training, then cosine down to zero)."""
-
-    name: Literal["constant", "step", "cosine", "onecycle"] = "onecycle"
-    warmup_epochs: float = Field(0.0, ge=0)
-    milestones: list[int] = Field(default_factory=list)
-    gamma: float = Field(0.1, gt=0)
-
-    @model_validator(mode="after")
-    def _milestones_sorted(self) -> LRScheduleConfig:
-        if self.milestones != sorted(self.milestones):
-            raise ValueError(f"milestones must be increasing, got {self.milestones}")
-        return self
+from .config import LRScheduleConfig, OptimizerConfig
 
 
 def build_optimizer(model: nn.Module, config: OptimizerConfig) -> torch.optim.Optimizer:

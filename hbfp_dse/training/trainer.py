@@ -34,8 +34,8 @@ from .checkpoint import (
     save_checkpoint,
     seed_everything,
 )
-from .config import FOLDER_DATASET, TEXT_DATASETS, TrainConfig
-from .custom import is_import_path, user_dataset
+from .config import FOLDER_DATASET, TEXT_DATASETS, TrainConfig, is_import_path
+from .custom import user_dataset
 from .data import DatasetPair, TensorBatches, load_dataset, subsets
 from .devices import exact_float32, resolve_device
 from .distributed import Ranks

@@ -12,6 +12,9 @@ from ...configfile import read_yaml
 from ...errors import UserError
 from ...formats import FormatError, HBFPFormat, parse_format
 
+# A proposal boosts the fewest layers that account for this share of the loss increase.
+DEFAULT_SHARE = 0.5
+
 
 @dataclass(frozen=True)
 class Proposal:

@@ -17,15 +17,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from sqlalchemy import func, insert, inspect, select
+from sqlalchemy import column, func, insert, inspect, select, table
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
+from ...lazy import lazy_module
 from .errors import (
     ForeignDatabaseError,
     NewerDatabaseError,
@@ -35,6 +33,17 @@ from .errors import (
 )
 from .schema import PREFIX, Base, MetaRow
 
+if TYPE_CHECKING:
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+# Alembic loads only to create or upgrade the tables: a store at the head revision is opened
+# with one query for its revision.
+command = lazy_module("alembic.command")
+alembic_config_module = lazy_module("alembic.config")
+migration = lazy_module("alembic.runtime.migration")
+script = lazy_module("alembic.script")
+
 MIGRATIONS = Path(__file__).with_name("migrations")
 VERSION_TABLE = PREFIX + "alembic_version"
 APPLICATION = "hbfp-dse"
@@ -42,6 +51,7 @@ APPLICATION = "hbfp-dse"
 # every later change is a revision and leaves it at 2.
 SCHEMA_VERSION = 2
 BASELINE = "0001"
+HEAD = "0004"  # the newest revision in migrations/versions (a test holds them equal)
 STORE_ID = "store_id"
 # The PostgreSQL advisory lock held while creating or upgrading the tables ("hbfp" in ASCII).
 LOCK_KEY = 0x68626670
@@ -72,7 +82,7 @@ def include_name(name: str | None, type_: str, parent_names: object) -> bool:
 
 def alembic_config(connection: Connection) -> Config:
     """Alembic's configuration for our revisions, run on ``connection`` (see env.py)."""
-    config = Config()
+    config = alembic_config_module.Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     config.attributes["connection"] = connection
     return config
@@ -80,7 +90,7 @@ def alembic_config(connection: Connection) -> Config:
 
 @cache
 def revisions() -> ScriptDirectory:
-    return ScriptDirectory(str(MIGRATIONS))
+    return script.ScriptDirectory(str(MIGRATIONS))
 
 
 def open_schema(engine: Engine, url: str, *, create: bool) -> str:
@@ -148,9 +158,8 @@ def _add_store_id(engine: Engine, url: str) -> str:
 
 
 def _upgrade(engine: Engine, url: str) -> None:
-    head = revisions().get_current_head()
     with engine.connect() as connection:
-        if _current(connection, url) == head:
+        if _recorded(connection) == HEAD:
             return  # the usual case, and it writes nothing
     try:
         with _locked(engine) as connection:
@@ -162,9 +171,18 @@ def _upgrade(engine: Engine, url: str) -> None:
         raise StoreError(url, f"cannot upgrade {url}: {_first_line(err)}") from None
 
 
+def _recorded(connection: Connection) -> str | None:
+    """The revision in the version table, without Alembic; None before Alembic."""
+    if not inspect(connection).has_table(VERSION_TABLE):
+        return None
+    version = table(VERSION_TABLE, column("version_num"))
+    return connection.execute(select(version.c.version_num)).scalar()
+
+
 def _current(connection: Connection, url: str) -> str | None:
     """The database's revision, None before Alembic; a revision we do not know is refused."""
-    context = MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE})
+    options = {"version_table": VERSION_TABLE}
+    context = migration.MigrationContext.configure(connection, opts=options)
     current = context.get_current_revision()
     known = {script.revision for script in revisions().walk_revisions()}
     if current is not None and current not in known:
