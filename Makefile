@@ -25,10 +25,15 @@ lint: install
 	$(BIN)/ruff format --check .
 	if [ -x $(BIN)/hadolint ]; then $(BIN)/hadolint Dockerfile; fi
 
-# As root (CI), a local PostgreSQL server is started for the store's multi-worker tests.
+# The store's PostgreSQL tests run on the server that HBFP_DSE_TEST_PG_URL names; without one,
+# as root under CI (CI set), on the server that .ci/postgres.sh starts on 127.0.0.1:5432, and
+# elsewhere on a throwaway cluster that the tests start in a temporary directory and remove
+# (tests/pg_cluster.py), from the server programs that root gets installed here: no cluster
+# created, no server left running.
 test: lint
 	if [ -z "$$HBFP_DSE_TEST_PG_URL" ] && [ "$$(id -u)" = 0 ]; then \
-		eval "$$(bash .ci/postgres.sh)"; fi; \
+		if [ -n "$$CI" ]; then eval "$$(bash .ci/postgres.sh)"; \
+		else bash .ci/postgres.sh --binaries || true; fi; fi; \
 	$(BIN)/python -m pytest -q
 
 bench: install

@@ -5,6 +5,11 @@
 #   eval "$(.ci/postgres.sh)"    # sets HBFP_DSE_TEST_PG_URL and HBFP_DSE_TEST_PG_CTL
 #
 # Only the export line goes to stdout; progress and errors go to stderr.
+#
+#   .ci/postgres.sh --binaries   # only installs the server's programs, where they are missing
+#
+# is what `make test` runs as root outside CI, for the throwaway clusters of tests/pg_cluster.py:
+# it creates no cluster, starts no server and prints nothing.
 set -euo pipefail
 
 PORT=5432
@@ -29,13 +34,53 @@ quiet() {
 # Runs a client as the cluster owner from /, so that it can read its working directory.
 as_postgres() { (cd / && runuser -u postgres -- "$@"); }
 
+have_server() { compgen -G '/usr/lib/postgresql/*/bin/postgres' >/dev/null; }
+
 install_server() {
-    if ! compgen -G '/usr/lib/postgresql/*/bin/postgres' >/dev/null; then
+    if ! have_server; then
         log "installing postgresql"
         quiet apt-get update -qq
         quiet apt-get install -y -qq postgresql
     fi
 }
+
+# Debian's package creates and starts a "main" cluster on its first install, unless
+# createcluster.conf (which reads createcluster.d) says create_main_cluster = false: that setting
+# is there for the time of the install only, and a cluster that the install made all the same
+# is dropped again.
+DROPIN_DIR=/etc/postgresql-common/createcluster.d
+DROPIN=$DROPIN_DIR/zz-hbfp-dse-binaries-only.conf
+DROPIN_DIR_MADE=
+
+remove_dropin() {
+    rm -f "$DROPIN"
+    if [ -n "$DROPIN_DIR_MADE" ]; then rmdir "$DROPIN_DIR" 2>/dev/null || true; fi
+}
+
+clusters() { if command -v pg_lsclusters >/dev/null; then pg_lsclusters -h | awk '{ print $1, $2 }'; fi; }
+
+install_binaries_only() {
+    if have_server; then return; fi
+    local before version cluster
+    before=$(clusters)
+    if [ ! -d "$DROPIN_DIR" ]; then DROPIN_DIR_MADE=1; fi
+    trap remove_dropin EXIT
+    mkdir -p "$DROPIN_DIR"
+    echo "create_main_cluster = false" >"$DROPIN"
+    install_server
+    remove_dropin
+    clusters | while read -r version cluster; do
+        if ! grep -qxF "$version $cluster" <<<"$before"; then
+            log "dropping cluster $version/$cluster, which the install created"
+            quiet pg_dropcluster --stop "$version" "$cluster"
+        fi
+    done
+}
+
+if [ "${1:-}" = --binaries ]; then
+    install_binaries_only
+    exit 0
+fi
 
 newest_version() { ls /usr/lib/postgresql | sort -V | tail -n 1; }
 

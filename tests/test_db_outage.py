@@ -3,13 +3,14 @@ its database and finishes with every epoch stored exactly once; when the databas
 longer than the retry budget, the sweep exits 1 with a clear message, and rerunning it once
 the server is back loses nothing.
 
-The tests stop and start the server of ``.ci/postgres.sh`` with ``HBFP_DSE_TEST_PG_CTL``.
+The tests stop and start the test server with conftest's ``pg_ctl``: the command in
+``HBFP_DSE_TEST_PG_CTL`` for ``.ci/postgres.sh``'s server under CI, or pg_ctl for the session's
+throwaway cluster (tests/pg_cluster.py).
 """
 
 from __future__ import annotations
 
 import os
-import shlex
 import subprocess
 import time
 from collections.abc import Iterator
@@ -20,7 +21,6 @@ from console import hbfp_dse
 
 from hbfp_dse.experiments.store import RunRecord, Store
 
-CTL_ENV = "HBFP_DSE_TEST_PG_CTL"
 OUTAGE_S = 65
 
 # Four runs of a few seconds each: the outage comes while one of them trains.
@@ -42,17 +42,10 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
-def server() -> Iterator[list[str]]:
+def server(pg_ctl: list[str]) -> Iterator[list[str]]:
     """The command that controls the test server; it is running again after the test."""
-    ctl = os.environ.get(CTL_ENV)
-    if not ctl:
-        message = f'{CTL_ENV} is unset; eval "$(bash .ci/postgres.sh)" to run this test'
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    command = shlex.split(ctl)
-    yield command
-    subprocess.run([*command, "start"], capture_output=True, check=False)
+    yield pg_ctl
+    subprocess.run([*pg_ctl, "start"], capture_output=True, check=False)
 
 
 def stored(url: str, sweep: str) -> list[RunRecord]:
