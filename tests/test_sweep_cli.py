@@ -296,8 +296,9 @@ def test_report_plot(tiny: Sweep, tmp_path: Path, name: str) -> None:
     if name.endswith(".png"):
         assert data.startswith(b"\x89PNG")
     else:
-        assert b"data:image/png;base64," in data
-        assert b"hbfp4_b16" in data  # the table of configurations
+        assert b"<svg" in data  # the figure inline, its points hoverable
+        assert b'<g id="point-0"' in data
+        assert b"<td>hbfp4_b16</td>" in data  # the table of configurations
 
 
 def test_a_plot_that_cannot_be_written_is_a_user_error(tiny: Sweep, tmp_path: Path) -> None:

@@ -18,12 +18,6 @@ class OutputFormat(StrEnum):
     json = "json"
 
 
-class ReportFormat(StrEnum):
-    table = "table"
-    csv = "csv"
-    json = "json"
-
-
 class BestFormat(StrEnum):
     table = "table"
     json = "json"
@@ -31,7 +25,6 @@ class BestFormat(StrEnum):
 
 
 OutputOption = Annotated[OutputFormat, typer.Option("--format", help="Output format.")]
-ReportFormatOption = Annotated[ReportFormat, typer.Option("--format", help="Output format.")]
 BestFormatOption = Annotated[BestFormat, typer.Option("--format", help="Output format.")]
 
 DbOption = Annotated[

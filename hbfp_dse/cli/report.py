@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -11,9 +12,8 @@ import typer
 from rich.table import Table
 
 from ..errors import UserError
-from ..experiments import precision
+from ..experiments import latex, precision
 from ..experiments.report import (
-    ConfigSummary,
     environments,
     run_json,
     search_history,
@@ -21,21 +21,48 @@ from ..experiments.report import (
     summary_json,
     table_order,
 )
-from ..experiments.store import Store
+from ..experiments.store import RunRecord, Store
 from ..lazy import lazy_module
 from .common import console, err_console, print_json, print_table, user_errors
-from .options import DbOption, ReportFormat, ReportFormatOption, SweepOption
+from .options import DbOption, SweepOption, checked_target
 from .tables import print_summary_table, summary_rows
 
 # matplotlib loads only for a plot.
 plots = lazy_module("hbfp_dse.experiments.plots")
+training_curves = lazy_module("hbfp_dse.experiments.curves")
 
+
+class ReportFormat(StrEnum):
+    table = "table"
+    csv = "csv"
+    json = "json"
+    latex = "latex"
+
+
+ReportFormatOption = Annotated[
+    ReportFormat,
+    typer.Option("--format", help="Output format; latex: a booktabs tabular of the table."),
+]
 PlotOption = Annotated[
     Path | None,
     typer.Option(
         "--plot",
         help="Also draw accuracy against density, or with --layers the heatmaps "
-        "(.png, .svg, .pdf, .html).",
+        "(.png, .svg, .pdf, or .html: interactive, self-contained).",
+    ),
+]
+CurvesOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--curves",
+        help="Also draw each run's test accuracy and losses per epoch (.png, .svg, .pdf, .html).",
+    ),
+]
+ReportTargetOption = Annotated[
+    str | None,
+    typer.Option(
+        "--target-acc",
+        help="A target accuracy drawn as a line on --plot and --curves: 0.91, 91 or 91%.",
     ),
 ]
 LayersOption = Annotated[
@@ -68,17 +95,21 @@ def report(
     db: DbOption = None,
     output: ReportFormatOption = ReportFormat.table,
     plot: PlotOption = None,
+    curves: CurvesOption = None,
+    target_acc: ReportTargetOption = None,
     layers: LayersOption = False,
     statistic: StatisticOption = "wasserstein",
     operand: OperandOption = "all",
 ) -> None:
     """Configurations with accuracy (mean over seeds, 95% confidence interval, drop vs FP32),
-    density and status; Pareto front marked. With --layers: where each run loses precision,
-    per layer and epoch."""
-    if not layers and (statistic, operand) != ("wasserstein", "all"):
-        raise UserError("--statistic and --operand choose what --layers shows: add --layers")
-    if plot is not None:
-        _check_plot_path(plot)
+    density and status; Pareto front marked; as a table, CSV, JSON (each run with its
+    configuration, timings and epochs) or LaTeX. --plot and --curves draw them. With
+    --layers: where each run loses precision, per layer and epoch."""
+    _check_flags(output, plot, curves, target_acc, layers, (statistic, operand))
+    target = None if target_acc is None else checked_target(target_acc)
+    for flag, path in (("--plot", plot), ("--curves", curves)):
+        if path is not None:
+            _check_plot_path(flag, path)
     store = Store(db, create=False)
     runs = store.runs(sweep, with_epochs=True)
     if layers:
@@ -91,7 +122,10 @@ def report(
     summaries = table_order(summarize(runs))
     rows = summary_rows(summaries)
     if plot is not None:
-        _save_plot(plot, summaries, search_history(runs), rows)
+        plots.save(plot, summaries, rows, search_history(runs), target)
+        _written(plot)
+    if curves is not None:
+        _save_curves(curves, runs, target)
     if output is ReportFormat.json:
         print_json(
             {
@@ -101,6 +135,8 @@ def report(
         )
     elif output is ReportFormat.csv:
         typer.echo(_csv(rows), nl=False)
+    elif output is ReportFormat.latex:
+        typer.echo(latex.tabular(summaries), nl=False)
     elif not rows:
         console.print("no runs stored yet")
     else:
@@ -116,20 +152,53 @@ def report(
             )
 
 
-def _check_plot_path(path: Path) -> None:
+def _check_flags(
+    output: ReportFormat,
+    plot: Path | None,
+    curves: Path | None,
+    target_acc: str | None,
+    layers: bool,
+    layer_choice: tuple[str, str],
+) -> None:
+    """Flags that mean nothing together: refused, rather than silently ignored."""
+    if not layers and layer_choice != ("wasserstein", "all"):
+        raise UserError("--statistic and --operand choose what --layers shows: add --layers")
+    if layers and (curves is not None or target_acc is not None):
+        raise UserError("--curves and --target-acc draw the runs' results: not with --layers")
+    if layers and output is ReportFormat.latex:
+        raise UserError("--format latex is the results table: not with --layers")
+    if target_acc is not None and plot is None and curves is None:
+        raise UserError(
+            "--target-acc draws a target line on --plot or --curves: add one of them "
+            "('best --target-acc' picks the configuration for a target)"
+        )
+
+
+def _check_plot_path(flag: str, path: Path) -> None:
     try:
         plots.check_path(path)
     except plots.PlotPathError as err:
-        raise UserError(f"--plot {err.path}: {err.reason}") from None
+        raise UserError(f"{flag} {err.path}: {err.reason}") from None
 
 
-def _save_plot(
-    path: Path,
-    summaries: list[ConfigSummary],
-    history: plots.History | None,
-    rows: list[dict[str, Any]],
-) -> None:
-    plots.save(path, summaries, history, plots.table_html(rows))
+def _save_curves(path: Path, runs: list[RunRecord], target: float | None) -> None:
+    """The runs that recorded epochs; the others are named, and none at all is an error."""
+    drawn = [r for r in runs if r.epochs]
+    if not drawn:
+        raise UserError(f"--curves {path}: no run has recorded an epoch yet")
+    skipped = [str(r.id) for r in runs if not r.epochs]
+    if skipped:
+        err_console.print(
+            f"--curves: {len(skipped)} run(s) without recorded epochs left out: "
+            + " ".join(skipped),
+            soft_wrap=True,
+            highlight=False,
+        )
+    training_curves.save(path, drawn, target)
+    _written(path)
+
+
+def _written(path: Path) -> None:
     err_console.print(f"plot written to {path}", soft_wrap=True, highlight=False)
 
 
@@ -153,8 +222,8 @@ def _layers_report(
             for i in found
             for row in precision.layer_summary(i)
         ]
-        plots.write(plot, fig, "hbfp-dse: precision per layer", plots.table_html(rows))
-        err_console.print(f"plot written to {plot}", soft_wrap=True, highlight=False)
+        plots.write(plot, fig, "hbfp-dse: precision per layer", rows)
+        _written(plot)
     if output is ReportFormat.json:
         print_json({"statistics": precision.flat_rows(found)})
     elif output is ReportFormat.csv:

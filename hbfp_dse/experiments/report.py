@@ -11,6 +11,7 @@ from typing import Any
 
 from ..training.config import TEXT_DATASETS
 from .store import FINISHED_STATUSES, AttemptRecord, RunRecord
+from .timings import timing_json
 
 
 @dataclass
@@ -247,6 +248,9 @@ def run_json(run: RunRecord, attempts: Sequence[AttemptRecord] = ()) -> dict[str
         "error": run.error,
         "schedule": run.schedule,
         "attempts": [attempt_json(a) for a in attempts],
+        "config": run.config,
+        **timing_json(run),
+        "epochs": [e.columns() for e in run.epochs],  # read with_epochs, or none
     }
 
 

@@ -1,0 +1,101 @@
+"""Stored runs made up for the tests of reports and plots: no training, known numbers."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from hbfp_dse.experiments.store import RunRecord, RunStatus
+from hbfp_dse.training.results import EpochRecord
+
+WHEN = datetime(2025, 1, 1)
+LAYERS = ("conv1", "conv2", "fc")
+
+
+def epochs(final_acc: float, count: int, seconds: float = 2.0, rate: float = 500.0):
+    """``count`` epochs whose test accuracy climbs to ``final_acc`` and loss falls by decades."""
+    return tuple(
+        EpochRecord(
+            epoch=e,
+            train_loss=10.0 ** -(e + 1) * 5,
+            train_acc=final_acc * (e + 1) / count,
+            test_loss=1.0 / (e + 2),
+            test_acc=final_acc * (e + 1) / count,
+            lr=0.1,
+            seconds=seconds,
+            images_per_s=rate,
+            formats=dict.fromkeys(LAYERS, "fp32"),
+        )
+        for e in range(count)
+    )
+
+
+def run(
+    run_id: int,
+    label: str,
+    accuracy: float | None,
+    density: float,
+    *,
+    kind: str = "baseline",
+    seed: int = 0,
+    sweep: str = "paper",
+    config: dict[str, Any] | None = None,
+    status: RunStatus = "done",
+    epoch_count: int = 3,
+) -> RunRecord:
+    """A run of ``label`` whose every layer trains in the format of that name (grid runs:
+    hbfp4), so that a label ``fp32`` is the FP32 configuration."""
+    fmt = label if kind == "baseline" else "hbfp4"
+    settings = {"model": "cnn", "dataset": "mnist-5k", "epochs": epoch_count, **(config or {})}
+    return RunRecord(
+        id=run_id,
+        sweep_id=1,
+        sweep=sweep,
+        run_hash=f"hash{run_id}",
+        config_id=f"{sweep}-{label}",
+        label=label,
+        kind=kind,
+        config=settings,
+        seed=seed,
+        status=status,
+        trial_number=None,
+        search_target=None,
+        device="cpu",
+        worker=None,
+        attempts=1,
+        faults=0,
+        resumed_from_epoch=None,
+        heartbeat_at=None,
+        created_at=WHEN,
+        started_at=WHEN,
+        finished_at=WHEN,
+        final_acc=accuracy,
+        best_acc=accuracy,
+        density=density,
+        density_vs_bf16=density / 4.84,
+        mac_share={},
+        schedule=[{"epochs": [0, epoch_count - 1], "formats": dict.fromkeys(LAYERS, fmt)}],
+        error=None,
+        epochs=() if accuracy is None else epochs(accuracy, epoch_count),
+    )
+
+
+def quick_sweep() -> list[RunRecord]:
+    """Baselines and a few grid points, two seeds each, like sweeps/quick.yaml's."""
+    points = [
+        ("fp32", 0.975, 1.0, "baseline"),
+        ("bf16", 0.974, 4.84, "baseline"),
+        ("hbfp8", 0.975, 7.9, "baseline"),
+        ("hbfp6", 0.972, 11.79, "baseline"),
+        ("booster", 0.969, 15.29, "baseline"),
+        ("hbfp4", 0.958, 18.95, "baseline"),
+        ("hbfp4_b16 boost-ends:hbfp6", 0.970, 14.69, "grid"),
+        ("hbfp3_b16", 0.963, 19.42, "grid"),
+        ("hbfp3 boost-ends:hbfp6", 0.967, 23.71, "grid"),
+        ("hbfp3", 0.956, 26.4, "grid"),
+    ]
+    return [
+        run(2 * i + seed + 1, label, acc + 0.002 * seed, density, kind=kind, seed=seed)
+        for i, (label, acc, density, kind) in enumerate(points)
+        for seed in (0, 1)
+    ]
