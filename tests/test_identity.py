@@ -13,10 +13,10 @@ import torch
 from pydantic import BaseModel
 
 from hbfp_dse.experiments.identity import VERSIONED_FIELDS, config_hash
-from hbfp_dse.experiments.sweepfile import expand, load_sweep, on_device
-from hbfp_dse.training.config import TrainConfig
+from hbfp_dse.experiments.sweepfile import expand, load_sweep, on_device, parse_sweep
+from hbfp_dse.training.config import DEFAULT_VALIDATION, TrainConfig
 
-ADDED_SINCE = {"image_size", "loader_workers", "context_length", "analysis"}
+ADDED_SINCE = {"image_size", "loader_workers", "context_length", "analysis", "validation"}
 SWEEPS = sorted((Path(__file__).parent.parent / "sweeps").glob("*.yaml"))
 
 
@@ -54,10 +54,24 @@ def test_a_configuration_keeps_the_hash_earlier_releases_gave() -> None:
 
 
 @pytest.mark.parametrize("sweep", SWEEPS, ids=[path.stem for path in SWEEPS])
-def test_every_run_of_the_shipped_sweeps_keeps_its_hash(sweep: Path) -> None:
+def test_every_run_of_the_shipped_sweeps_keeps_its_hash_without_a_validation_split(
+    sweep: Path,
+) -> None:
     spec, _ = load_sweep(sweep)
-    for run in expand(on_device(spec, "cpu")):
+    base = spec.base.model_copy(update={"validation": 0.0})
+    for run in expand(on_device(spec.model_copy(update={"base": base}), "cpu")):
         assert run.run_hash == hash_before_versioning(run.config)
+
+
+def test_a_sweeps_validation_split_is_part_of_its_runs_identity() -> None:
+    # Holding images out changes what a run trains on: its runs are not the earlier ones.
+    spec = parse_sweep("name: s\nbaselines: [fp32]\n")
+    assert spec.base.validation == DEFAULT_VALIDATION
+    [run] = expand(on_device(spec, "cpu"))
+    without = run.config.model_copy(update={"validation": 0.0})
+    assert run.run_hash != config_hash(without) == hash_before_versioning(without)
+    explicit = parse_sweep("name: s\nbase: {validation: 0}\nbaselines: [fp32]\n")
+    assert explicit.base.validation == 0.0
 
 
 def test_watching_a_run_is_no_part_of_its_identity() -> None:

@@ -111,6 +111,7 @@ def test_a_sweep_stored_before_alembic_resumes_its_interrupted_run(
     result = CliRunner().invoke(app, ["sweep", str(sweep_file), "--db", url])
     assert result.exit_code == 0, result.output
     assert "3 runs, 2 already finished" in result.stderr
+    assert "stored before validation splits: it resumes without one" in result.stderr
     store = Store(url, create=False)
     runs = store.runs("legacy-sweep", with_epochs=True)
     store.close()

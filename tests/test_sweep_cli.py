@@ -38,6 +38,7 @@ BASE = """base:
   dataset: mnist-5k
   train_size: 256
   test_size: 128
+  validation: 0.25
   epochs: {epochs}
   batch_size: 64
   device: cpu
@@ -339,11 +340,12 @@ def test_report_gives_a_confidence_interval_over_seeds_and_the_drop_from_fp32(
 
 def test_best_warns_when_the_winners_interval_reaches_below_the_target(tiny: Sweep) -> None:
     densest = max(report_json(tiny)["configurations"], key=lambda c: c["density"])
-    assert densest["accuracy_ci95"] > 0  # its two seeds differ (the runs are deterministic)
-    target = densest["accuracy"] - densest["accuracy_ci95"] / 2  # inside its interval
+    assert densest["selected_on"] == "validation"
+    assert densest["validation_ci95"] > 0  # its two seeds differ (the runs are deterministic)
+    target = densest["validation_accuracy"] - densest["validation_ci95"] / 2  # inside it
     result = ok("best", "--db", tiny.url, "--target-acc", f"{target:.6f}", "--format", "json")
     assert json.loads(result.stdout)["label"] == densest["label"]
-    assert f"the 95% confidence interval of {densest['label']!r}" in result.stderr
+    assert f"the 95% confidence interval of {densest['label']!r}'s validation" in result.stderr
     assert "reaches below the target" in result.stderr
 
 
@@ -401,13 +403,14 @@ def test_a_target_in_percent_equals_the_fraction(tiny: Sweep) -> None:
 
 def test_an_unreachable_target_names_the_closest(tiny: Sweep) -> None:
     configs = report_json(tiny)["configurations"]
-    closest = max(configs, key=lambda c: (c["accuracy"], c["density"]))
+    closest = max(configs, key=lambda c: (c["validation_accuracy"], c["density"]))
     result = invoke("best", "--db", tiny.url, "--target-acc", "100", "--format", "json")
     assert result.exit_code == 1, result.output
     assert result.stdout == ""
     assert "no configuration reaches 100.00%" in result.stderr
-    assert f"the closest is {closest['label']!r} (tiny) at {100 * closest['accuracy']:.2f}%" in (
-        result.stderr.replace("\n", " ")
+    accuracy = f"{100 * closest['validation_accuracy']:.2f}% validation accuracy"
+    assert f"the closest is {closest['label']!r} (tiny) at {accuracy}" in " ".join(
+        result.stderr.split()
     )
 
 

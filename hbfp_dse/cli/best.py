@@ -33,7 +33,8 @@ def best(
     db: DbOption = None,
     output: BestFormatOption = BestFormat.table,
 ) -> None:
-    """The densest configuration whose mean accuracy over its seeds reaches the target."""
+    """The densest configuration whose mean validation accuracy over its seeds reaches the
+    target (test accuracy is reported beside it, never chosen on)."""
     target = checked_target(target_acc)
     summaries = summarize(Store(db, create=False).runs(sweep))
     winner, closest = best_for_target(summaries, target)
@@ -44,7 +45,8 @@ def best(
         if closest is not None:
             message += (
                 f"; the closest is {closest.label!r} ({closest.sweep}) at "
-                f"{closest.accuracy:.2%}, density {closest.density:.2f}x"
+                f"{closest.selection_accuracy:.2%} {closest.selected_on} accuracy, density "
+                f"{closest.density:.2f}x"
             )
         err_console.print(message)
         raise typer.Exit(1)
@@ -52,23 +54,30 @@ def best(
         print_json({"target": target, **summary_json(winner), "config": winner.config})
     elif output is BestFormat.yaml:
         typer.echo(
-            f"# best for target {target:.2%}: {winner.label} ({winner.sweep}), accuracy "
-            f"{winner.accuracy:.2%}, density {winner.density:.2f}x FP32\n"
+            f"# best for target {target:.2%}: {winner.label} ({winner.sweep}), "
+            f"{_accuracies(winner)}, density {winner.density:.2f}x FP32\n"
             "# a baseline entry for a sweep file:\n"
             + yaml.safe_dump([schedule_config(winner)], sort_keys=False)
         )
     else:
         console.print(
             f"best for target {target:.2%}: [bold]{winner.label}[/] from sweep {winner.sweep}\n"
-            f"accuracy {winner.accuracy:.2%}{_interval(winner)} over "
-            f"{len(winner.done)} seed(s), density {winner.density:.2f}x FP32, runs "
-            + ", ".join(str(r.id) for r in winner.runs)
+            f"{_accuracies(winner)} over {len(winner.done)} seed(s), density "
+            f"{winner.density:.2f}x FP32, runs " + ", ".join(str(r.id) for r in winner.runs)
         )
         console.print(_schedule_table(winner))
 
 
-def _interval(summary: ConfigSummary) -> str:
-    half = summary.accuracy_ci
+def _accuracies(summary: ConfigSummary) -> str:
+    """What it was chosen on, and the test accuracy reported beside it."""
+    test = f"test accuracy {summary.accuracy:.2%}{_interval(summary.accuracy_ci)}"
+    if summary.validation_accuracy is None:
+        return test + " (chosen on it: no validation split)"
+    validation = f"{summary.validation_accuracy:.2%}{_interval(summary.selection_ci)}"
+    return f"validation accuracy {validation} (chosen on it), {test}"
+
+
+def _interval(half: float | None) -> str:
     return "" if half is None else f" ± {100 * half:.2f} (95% CI)"
 
 

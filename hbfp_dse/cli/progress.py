@@ -98,7 +98,8 @@ class TrainingBars:
         self.progress.update(
             self.epochs,
             advance=1,
-            status=f"test acc {record.test_acc:.2%} loss {record.test_loss:.3f}",
+            status=f"{_validation(record.val_acc)}test acc {record.test_acc:.2%} "
+            f"loss {record.test_loss:.3f}",
         )
         return False
 
@@ -153,7 +154,9 @@ class SweepProgress:
             )
         elif kind == "epoch":
             self.progress.update(
-                task, completed=event["epoch"] + 1, status=f"test acc {event['test_acc']:.2%}"
+                task,
+                completed=event["epoch"] + 1,
+                status=f"{_validation(event.get('val_acc'))}test acc {event['test_acc']:.2%}",
             )
         elif kind == "finish":
             status = event["status"]
@@ -194,8 +197,9 @@ class SweepProgress:
             )
         elif kind == "epoch":
             line = (
-                f"{name} epoch {event['epoch'] + 1}/{run.get('epochs', '?')}: test acc "
-                f"{event['test_acc']:.2%}, loss {event['test_loss']:.4f}, "
+                f"{name} epoch {event['epoch'] + 1}/{run.get('epochs', '?')}: "
+                f"{_validation(event.get('val_acc'))}test acc {event['test_acc']:.2%}, "
+                f"loss {event['test_loss']:.4f}, "
                 f"{duration(event['seconds'])}"
             )
         elif kind == "finish":
@@ -216,3 +220,7 @@ class SweepProgress:
             return ""
         pace = (now - self.started) / finished
         return f", about {duration(pace * left)} left"
+
+
+def _validation(accuracy: float | None) -> str:
+    return "" if accuracy is None else f"val acc {accuracy:.2%}, "

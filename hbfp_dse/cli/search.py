@@ -26,6 +26,7 @@ from .options import (
     checked_target,
 )
 from .progress import SweepProgress, training_progress
+from .stored import as_registered
 
 if TYPE_CHECKING:
     from ..experiments.search.trials import SearchJob, SearchOutcome
@@ -79,7 +80,7 @@ def search(
     target = checked_target(target_acc)
     spec, text = load_sweep(file)
     device = worker_checks.checked_device(device)
-    spec = on_device(spec, device)
+    spec = as_registered(db, on_device(spec, device), text)
     proposal = read_proposal(from_analysis) if from_analysis is not None else None
     job = search_trials.SearchJob.for_sweep(
         spec, text, file, target, study, trials, timeout, proposal
@@ -123,6 +124,7 @@ def _json(outcome: SearchOutcome) -> dict[str, object]:
         else {
             "trial": best.number,
             "accuracy": best.accuracy,
+            "test_accuracy": best.test_accuracy,
             "density": best.density,
             "schedule": best.schedule,
             "params": best.params,
@@ -137,7 +139,11 @@ def _summary(outcome: search_trials.SearchOutcome, sweep: str) -> str:
         return f"no trial of {outcome.study_name} reached {outcome.target:.2%} yet"
     return (
         f"best of {outcome.evaluated} evaluated trials: trial {best.number}, accuracy "
-        f"{best.accuracy:.2%}, density {best.density:.2f}x FP32\n"
+        f"{best.accuracy:.2%}{_test(best.test_accuracy)}, density {best.density:.2f}x FP32\n"
         f"see 'hbfp-dse best --sweep {sweep} --target-acc {outcome.target:g}' and "
         f"'hbfp-dse report --sweep {sweep} --plot search.png'"
     )
+
+
+def _test(accuracy: float | None) -> str:
+    return "" if accuracy is None else f" (test {accuracy:.2%})"

@@ -11,7 +11,7 @@ from rich.table import Table
 from ..errors import UserError
 from ..experiments.estimate import Estimate, estimate
 from ..experiments.report import summarize, table_order
-from ..experiments.store import NewRun, RunRecord, Store
+from ..experiments.store import NewRun, Store
 from ..experiments.sweepfile import (
     DEFAULT_MAX_RUNS,
     SweepSpec,
@@ -32,6 +32,7 @@ from .options import (
     WorkersOption,
 )
 from .progress import SweepProgress, training_progress
+from .stored import as_registered, stored_runs
 from .tables import print_summary_table, summary_rows
 
 if TYPE_CHECKING:
@@ -69,13 +70,17 @@ def sweep(
     """Run every pending run of a sweep file. Rerunning resumes where it stopped."""
     spec, text = load_sweep(file)
     device = worker_checks.checked_device(device)
-    spec = on_device(spec, device)
+    spec = as_registered(db, on_device(spec, device), text)
     options = _worker_options(device, stale_after, checkpoint_dir)
     placed = worker_checks.placed_workers(options, workers, spec.base.device, gpus)
     runs = _planned(spec, max_runs)
     if dry_run:
         console.print(_plan_table(spec.name, runs))
-        console.print(_totals(estimate(runs, _stored_runs(db))), highlight=False, soft_wrap=True)
+        console.print(
+            _totals(estimate(runs, stored_runs(db, with_epochs=True))),
+            highlight=False,
+            soft_wrap=True,
+        )
         return
     registration.check_data(spec)
     worker_checks.checked_checkpoint_dir(db, checkpoint_dir)
@@ -144,18 +149,6 @@ def _finish(name: str, counts: dict[str, int], stopped: list[str]) -> None:
         )
     if counts.get("failed") or stopped:
         raise typer.Exit(1)
-
-
-def _stored_runs(db: str | None) -> list[RunRecord]:
-    """What the store has timed, for the dry run's estimate; nothing where there is none."""
-    try:
-        store = Store(db, create=False, retry_for=0)
-    except UserError:  # none there, none reachable, or not ours: no estimate, no error
-        return []
-    try:
-        return store.runs(with_epochs=True)
-    finally:
-        store.close()
 
 
 def _totals(found: Estimate) -> str:

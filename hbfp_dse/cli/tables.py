@@ -25,6 +25,7 @@ def summary_rows(summaries: list[ConfigSummary]) -> list[dict[str, Any]]:
             "label": s.label,
             "kind": s.kind,
             "accuracy_pct": _pct(s.accuracy),
+            "val_accuracy_pct": _pct(s.validation_accuracy),
             "std_pct": _pct(s.accuracy_std),
             "ci95_pct": "—" if s.accuracy_ci is None else f"{100 * s.accuracy_ci:.2f}",
             "drop_vs_fp32_pct": "-" if s.drop_vs_fp32 is None else f"{100 * s.drop_vs_fp32:+.2f}",
@@ -44,7 +45,8 @@ def print_summary_table(rows: list[dict[str, Any]]) -> None:
     """The terminal view: the columns that matter, one line per configuration."""
     columns = {
         "label": "configuration",
-        "accuracy_pct": "acc %",
+        "val_accuracy_pct": "val acc %",
+        "accuracy_pct": "test acc %",
         "ci95_pct": "± 95% CI",
         "drop_vs_fp32_pct": "drop vs FP32",
         "test_loss": "loss",
@@ -54,6 +56,8 @@ def print_summary_table(rows: list[dict[str, Any]]) -> None:
         "status": "status",
         "pareto": "front",
     }
+    if all(row["val_accuracy_pct"] == "-" for row in rows):
+        del columns["val_accuracy_pct"]  # runs from before validation splits
     if all(row["drop_vs_fp32_pct"] == "-" for row in rows):
         del columns["drop_vs_fp32_pct"]  # no FP32 run to compare with
     if all(row["perplexity"] == "-" for row in rows):
@@ -61,9 +65,9 @@ def print_summary_table(rows: list[dict[str, Any]]) -> None:
     if len({row["sweep"] for row in rows}) > 1:
         columns = {"sweep": "sweep", **columns}
     table = Table(
-        title="hbfp-dse results: final test accuracy, mean over seeds, with its 95% confidence "
-        "interval (— for one seed); drop vs FP32 in points; front: on the accuracy/density "
-        "Pareto front"
+        title="hbfp-dse results: final validation accuracy (what best and search choose on) "
+        "and test accuracy, means over seeds, the test's 95% confidence interval (— for one "
+        "seed); drop vs FP32 in test points; front: on the test accuracy/density Pareto front"
     )
     for key, title in columns.items():
         table.add_column(

@@ -52,19 +52,40 @@ class ConfigSummary:
 
     @property
     def accuracy_ci(self) -> float | None:
-        """The half-width of the 95% confidence interval of the mean accuracy over seeds
+        """The half-width of the 95% confidence interval of the mean test accuracy over seeds
         (Student's t); None for fewer than two seeds, where there is none."""
-        std, n = self.accuracy_std, len(self.done)
-        if std is None:
-            return None
-        from scipy.stats import t as student_t  # a slow import: only where there are seeds
+        return _ci_half_width([r.final_acc for r in self.done])  # type: ignore[misc]
 
-        return float(student_t.ppf(0.975, n - 1)) * std / math.sqrt(n)
+    @property
+    def validation_accuracy(self) -> float | None:
+        """The mean final accuracy on the validation split; None unless every finished run
+        held one out (runs stored before validation splits existed hold none)."""
+        values = [r.final_val_acc for r in self.done]
+        if not values or any(v is None for v in values):
+            return None
+        return statistics.fmean(values)  # type: ignore[arg-type]
+
+    @property
+    def selected_on(self) -> str:
+        """Which accuracy choices are made on: ``validation``, or ``test`` where there is
+        no validation accuracy (which then overstates what the choice will reach)."""
+        return "test" if self.validation_accuracy is None else "validation"
+
+    @property
+    def selection_accuracy(self) -> float | None:
+        """The mean accuracy ``best`` and the search choose on (``selected_on``)."""
+        return self.accuracy if self.validation_accuracy is None else self.validation_accuracy
+
+    @property
+    def selection_ci(self) -> float | None:
+        if self.validation_accuracy is None:
+            return self.accuracy_ci
+        return _ci_half_width([r.final_val_acc for r in self.done])  # type: ignore[misc]
 
     @property
     def interval(self) -> tuple[float, float] | None:
-        """The mean accuracy's 95% confidence interval, where there is one."""
-        mean, half = self.accuracy, self.accuracy_ci
+        """The 95% confidence interval of the mean selection accuracy, where there is one."""
+        mean, half = self.selection_accuracy, self.selection_ci
         return None if mean is None or half is None else (mean - half, mean + half)
 
     @property
@@ -97,6 +118,17 @@ class ConfigSummary:
     @property
     def config(self) -> dict[str, Any]:
         return self.runs[0].config
+
+
+def _ci_half_width(values: Sequence[float]) -> float | None:
+    """The half-width of the 95% confidence interval of the mean of ``values`` (Student's t);
+    None for fewer than two, where there is none."""
+    if len(values) < 2:
+        return None
+    from scipy.stats import t as student_t  # a slow import: only where there are seeds
+
+    half = float(student_t.ppf(0.975, len(values) - 1))
+    return half * statistics.stdev(values) / math.sqrt(len(values))
 
 
 def summarize(runs: Sequence[RunRecord]) -> list[ConfigSummary]:
@@ -147,13 +179,15 @@ def mark_pareto(summaries: Sequence[ConfigSummary]) -> None:
 def best_for_target(
     summaries: Sequence[ConfigSummary], target: float
 ) -> tuple[ConfigSummary | None, ConfigSummary | None]:
-    """The densest configuration whose mean accuracy reaches ``target`` (ties: the more
-    accurate), and, when none does, the closest one below it."""
-    measured = [s for s in summaries if s.accuracy is not None and s.density is not None]
-    feasible = [s for s in measured if s.accuracy >= target]  # type: ignore[operator]
+    """The densest configuration whose mean selection accuracy (validation, where the runs
+    held a split out) reaches ``target`` (ties: the more accurate), and, when none does, the
+    closest one below it. Test accuracy is reported, never chosen on, where there is a
+    validation accuracy."""
+    measured = [s for s in summaries if s.selection_accuracy is not None and s.density is not None]
+    feasible = [s for s in measured if s.selection_accuracy >= target]  # type: ignore[operator]
     if feasible:
-        return max(feasible, key=lambda s: (s.density, s.accuracy)), None
-    closest = max(measured, key=lambda s: (s.accuracy, s.density), default=None)
+        return max(feasible, key=lambda s: (s.density, s.selection_accuracy)), None
+    closest = max(measured, key=lambda s: (s.selection_accuracy, s.density), default=None)
     return None, closest
 
 
@@ -170,6 +204,12 @@ def decision_warnings(
         )
     if winner is None:
         return warnings
+    if winner.selected_on == "test":
+        warnings.append(
+            f"{winner.label!r} was chosen on test accuracy: its runs hold out no validation "
+            "split, so the accuracy it is chosen for overstates what it reaches; set "
+            "'validation' in the sweep's base (the default for new sweeps) and train again"
+        )
     if len(winner.done) < 2:
         warnings.append(
             f"{winner.label!r} has one seed: its accuracy has no confidence interval; "
@@ -178,8 +218,8 @@ def decision_warnings(
     if winner.interval is not None and winner.interval[0] < target:
         low, high = winner.interval
         warnings.append(
-            f"the 95% confidence interval of {winner.label!r} ({low:.2%} to {high:.2%}) "
-            f"reaches below the target {target:.2%}"
+            f"the 95% confidence interval of {winner.label!r}'s {winner.selected_on} accuracy "
+            f"({low:.2%} to {high:.2%}) reaches below the target {target:.2%}"
         )
     rivals = [
         s.label
@@ -240,6 +280,7 @@ def run_json(run: RunRecord, attempts: Sequence[AttemptRecord] = ()) -> dict[str
         "seed": run.seed,
         "accuracy": run.final_acc,
         "best_accuracy": run.best_acc,
+        "validation_accuracy": run.final_val_acc,
         "density": run.density,
         "density_vs_bf16": run.density_vs_bf16,
         "mac_share": run.mac_share,
@@ -263,6 +304,9 @@ def summary_json(summary: ConfigSummary) -> dict[str, Any]:
         "accuracy": summary.accuracy,
         "accuracy_std": summary.accuracy_std,
         "accuracy_ci95": summary.accuracy_ci,
+        "validation_accuracy": summary.validation_accuracy,
+        "validation_ci95": summary.selection_ci if summary.selected_on == "validation" else None,
+        "selected_on": summary.selected_on,
         "drop_vs_fp32": summary.drop_vs_fp32,
         "test_loss": summary.test_loss,
         "perplexity": summary.perplexity,

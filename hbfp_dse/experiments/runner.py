@@ -256,6 +256,7 @@ class _RecordEpochs:
                 "epoch": record.epoch,
                 "test_acc": record.test_acc,
                 "test_loss": record.test_loss,
+                "val_acc": record.val_acc,
                 "seconds": record.seconds,
             }
         )
@@ -314,6 +315,7 @@ def execute_run(
             device=result.device,
             final_acc=result.final_test_acc,
             best_acc=result.best_test_acc,
+            final_val_acc=result.final_val_acc,
             error=result.message if status != "done" else None,
         )
     except LostRunError as lost:

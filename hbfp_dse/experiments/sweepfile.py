@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -19,7 +19,7 @@ from pydantic import Field, field_validator, model_validator
 
 from ..configfile import StrictModel, parse_yaml, read_yaml, validate
 from ..errors import UserError
-from ..training.config import ScheduleConfig, Seed, TrainConfig
+from ..training.config import DEFAULT_VALIDATION, ScheduleConfig, Seed, TrainConfig
 from ..training.device_names import device_type
 from .identity import config_hash
 from .search.section import SearchSpace
@@ -117,7 +117,7 @@ class Baseline(StrictModel):
 class SweepSpec(StrictModel):
     name: str = Field(min_length=1, max_length=200)
     description: str = ""
-    base: TrainConfig = Field(default_factory=TrainConfig)
+    base: TrainConfig = Field(default_factory=lambda: TrainConfig(validation=DEFAULT_VALIDATION))
     baselines: list[Baseline] = Field(default_factory=list)
     grid: Grid | None = None
     seeds: list[Seed] = Field([0], min_length=1)
@@ -129,6 +129,14 @@ class SweepSpec(StrictModel):
         expanding it."""
         grid = self.grid.size if self.grid is not None else 0
         return (len(self.baselines) + grid) * len(self.seeds)
+
+    @field_validator("base", mode="before")
+    @classmethod
+    def _validation_split(cls, value: Any) -> Any:
+        """A sweep chooses on a validation split unless its file sets ``validation``."""
+        if isinstance(value, dict) and "validation" not in value:
+            return {**value, "validation": DEFAULT_VALIDATION}
+        return value
 
     @field_validator("seeds")
     @classmethod
@@ -189,6 +197,21 @@ def on_device(spec: SweepSpec, device: str | None) -> SweepSpec:
     name = device or spec.base.device
     pinned = device_type(name) if name == "auto" else name
     return spec.model_copy(update={"base": spec.base.model_copy(update={"device": pinned})})
+
+
+def kept_without_validation(
+    spec: SweepSpec, text: str, stored_configs: Sequence[Mapping[str, Any]]
+) -> SweepSpec | None:
+    """The sweep without a validation split where it was registered before validation splits
+    existed (``stored_configs``, its stored runs' configurations, all lack the field) and its
+    file does not set one: a sweep resumes as it started rather than training every run again.
+    None where the sweep stands as written."""
+    data = parse_yaml(text, "<sweep>")
+    base = data.get("base") if isinstance(data, dict) else None
+    given = isinstance(base, dict) and "validation" in base
+    if given or not stored_configs or any("validation" in c for c in stored_configs):
+        return None
+    return spec.model_copy(update={"base": spec.base.model_copy(update={"validation": 0.0})})
 
 
 def load_sweep(path: Path) -> tuple[SweepSpec, str]:

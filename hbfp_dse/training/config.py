@@ -19,6 +19,7 @@ DEFAULT_LOADER_WORKERS = 4
 DEFAULT_CONTEXT_LENGTH = 64  # tokens a text sample holds
 FOLDER_DATASET = "imagefolder"  # train/ and val/ folders of images
 TEXT_DATASETS = ("pydoc-topics", "text")
+DEFAULT_VALIDATION = 0.1  # a sweep's validation share unless its file gives one
 TORCHVISION_PREFIX = "tv:"  # model: tv:resnet18, a torchvision model
 # Seeds are stored in 32-bit integer columns (PostgreSQL's INTEGER).
 Seed = Annotated[int, Field(ge=0, le=2**31 - 1)]
@@ -162,6 +163,10 @@ class TrainConfig(StrictModel):
     train_size: int | None = Field(None, ge=1)
     test_size: int | None = Field(None, ge=1)
     split_seed: Seed = 0
+    # The share of the training set held out as a validation set (seeded by split_seed), on
+    # which sweeps, searches and `best` choose; the test set is only reported. Sweeps default
+    # to DEFAULT_VALIDATION; 0 holds out nothing (as runs stored before it existed).
+    validation: float = Field(0.0, ge=0.0, lt=1.0)
     augment: bool | None = None
     image_size: int | None = Field(None, ge=8, le=4096)  # imagefolder's crops (default 224)
     loader_workers: int = Field(DEFAULT_LOADER_WORKERS, ge=0, le=64)  # imagefolder's decoders
@@ -200,6 +205,7 @@ class TrainConfig(StrictModel):
             self.train_size,
             self.test_size,
             self.split_seed,
+            self.validation,
             self.image_size,
             self.loader_workers,
             self.context_length,

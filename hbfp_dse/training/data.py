@@ -243,14 +243,24 @@ def random_crop_flip(images: Tensor, generator: torch.Generator, padding: int) -
 
 @dataclass(frozen=True)
 class DatasetPair:
-    """A dataset's train and test splits plus its facts."""
+    """A dataset's train and test splits plus its facts, and the validation split held out of
+    the training set where there is one (``with_validation``)."""
 
     info: DatasetInfo
     train: ImageSplit
     test: ImageSplit
+    validation: ImageSplit | None = None
 
     def to(self, device: torch.device | str) -> "DatasetPair":
-        return DatasetPair(self.info, self.train.to(device), self.test.to(device))
+        held = None if self.validation is None else self.validation.to(device)
+        return DatasetPair(self.info, self.train.to(device), self.test.to(device), held)
+
+    def with_validation(self, share: float, seed: int) -> "DatasetPair":
+        """``share`` of the training images held out as the validation split."""
+        if share == 0:
+            return self
+        kept, held = held_out(self.train.labels, share, seed)
+        return DatasetPair(self.info, self.train.subset(kept), self.test, self.train.subset(held))
 
     def train_batches(
         self,
@@ -275,6 +285,24 @@ class DatasetPair:
     def test_batches(self, batch_size: int) -> TensorBatches:
         """Test batches in a fixed order, without augmentation, the last one possibly short."""
         return TensorBatches(self.test, batch_size, mean=self.info.mean, std=self.info.std)
+
+    def validation_batches(self, batch_size: int) -> TensorBatches | None:
+        """Validation batches as the test's; None without a validation split."""
+        if self.validation is None:
+            return None
+        return TensorBatches(self.validation, batch_size, mean=self.info.mean, std=self.info.std)
+
+
+def held_out(labels: Tensor, share: float, seed: int) -> tuple[Tensor, Tensor]:
+    """Indices of the samples kept for training and of those held out: ``share`` of them
+    (rounded down, at least one, and one at least left to train on), class-balanced after a
+    shuffle seeded by ``seed``."""
+    n = labels.shape[0]
+    if n < 2:
+        raise UserError(f"validation {share}: the training set has {n} sample, none to spare")
+    count = min(max(1, int(share * n)), n - 1)
+    order = class_balanced_order(labels, torch.Generator().manual_seed(seed))
+    return order[count:], order[:count]
 
 
 def class_balanced_order(labels: Tensor, generator: torch.Generator) -> Tensor:

@@ -23,7 +23,7 @@ from torchvision.transforms import v2
 
 from ..errors import UserError
 from .config import DEFAULT_IMAGE_SIZE, FOLDER_DATASET
-from .data import DatasetInfo, Normaliser, class_balanced_order, epoch_generator
+from .data import DatasetInfo, Normaliser, class_balanced_order, epoch_generator, held_out
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -152,9 +152,22 @@ class FolderDataset:
     test: FolderSplit
     workers: int
     device: torch.device = _CPU
+    validation: FolderSplit | None = None  # held out of train/ (``with_validation``)
 
     def to(self, device: torch.device | str) -> FolderDataset:
         return replace(self, device=torch.device(device))
+
+    def with_validation(self, share: float, seed: int) -> FolderDataset:
+        """``share`` of the training images held out as the validation split."""
+        if share == 0:
+            return self
+        targets = self.train.folder.targets
+        labels = torch.tensor([targets[i] for i in self.train.indices], dtype=torch.int64)
+        kept, held = held_out(labels, share, seed)
+        indices = self.train.indices
+        train = FolderSplit(self.train.folder, [indices[i] for i in kept.tolist()])
+        validation = FolderSplit(self.train.folder, [indices[i] for i in held.tolist()])
+        return replace(self, train=train, validation=validation)
 
     def train_batches(
         self,
@@ -177,8 +190,16 @@ class FolderDataset:
         )
 
     def test_batches(self, batch_size: int) -> FolderBatches:
+        return self._evaluation_batches(self.test, batch_size)
+
+    def validation_batches(self, batch_size: int) -> FolderBatches | None:
+        if self.validation is None:
+            return None
+        return self._evaluation_batches(self.validation, batch_size)
+
+    def _evaluation_batches(self, split: FolderSplit, batch_size: int) -> FolderBatches:
         return FolderBatches(
-            self.test,
+            split,
             self.info,
             batch_size,
             device=self.device,

@@ -24,6 +24,9 @@ class EpochRecord:
     seconds: float
     images_per_s: float
     formats: dict[str, str]
+    # On the validation split held out of the training set; None without one.
+    val_loss: float | None = None
+    val_acc: float | None = None
     # With ``analysis`` set: every quantized operand's error over the epoch's sampled steps.
     statistics: list[OperandStatistics] = field(default_factory=list)
 
@@ -33,6 +36,11 @@ class EpochRecord:
             s if isinstance(s, OperandStatistics) else OperandStatistics(**s)
             for s in self.statistics
         ]
+
+    @property
+    def selection_acc(self) -> float:
+        """The accuracy choices are made on: validation's, test's only without one."""
+        return self.test_acc if self.val_acc is None else self.val_acc
 
     def columns(self) -> dict[str, Any]:
         """The epoch's own values, without its statistics (the store's epoch row)."""
@@ -59,6 +67,10 @@ class RunResult:
     @property
     def best_test_acc(self) -> float | None:
         return max((e.test_acc for e in self.epochs), default=None)
+
+    @property
+    def final_val_acc(self) -> float | None:
+        return self.epochs[-1].val_acc if self.epochs else None
 
 
 def format_names(formats: Mapping[str, Format]) -> dict[str, str]:

@@ -94,16 +94,22 @@ class TextBatches:
 class TextDataset:
     info: DatasetInfo
     train: TextSplit
-    validation: TextSplit
+    validation: TextSplit | None  # the corpus's validation stretch, where it is used
     test: TextSplit
 
     def to(self, device: torch.device | str) -> TextDataset:
+        held = None if self.validation is None else TextSplit(self.validation.windows.to(device))
         return replace(
             self,
             train=TextSplit(self.train.windows.to(device)),
-            validation=TextSplit(self.validation.windows.to(device)),
+            validation=held,
             test=TextSplit(self.test.windows.to(device)),
         )
+
+    def with_validation(self, share: float, seed: int) -> TextDataset:
+        """Text validates on the corpus's own stretch between training and test (windows cut
+        from the training text would share its passages): any ``share`` but 0 selects it."""
+        return self if share else replace(self, validation=None)
 
     def train_batches(
         self,
@@ -119,6 +125,11 @@ class TextDataset:
 
     def test_batches(self, batch_size: int) -> TextBatches:
         return TextBatches(self.test, batch_size, shuffle=False)
+
+    def validation_batches(self, batch_size: int) -> TextBatches | None:
+        if self.validation is None:
+            return None
+        return TextBatches(self.validation, batch_size, shuffle=False)
 
 
 def _windows(tokens: Tensor, context: int, limit: int | None, what: str) -> TextSplit:

@@ -6,14 +6,14 @@ import contextlib
 import math
 import os
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 import torch
 import torch.nn.functional as F
-from torch import nn
+from torch import Tensor, nn
 
 from ..emulation import (
     LayerInfo,
@@ -107,7 +107,12 @@ class TrainingState:
 
 
 def load_config_data(config: TrainConfig) -> Data:
-    dataset, root, download, train_size, test_size, split_seed, image_size, workers, context = (
+    """The configuration's data, its validation split held out of the training set."""
+    return _load_data(config).with_validation(config.validation, config.split_seed)
+
+
+def _load_data(config: TrainConfig) -> Data:
+    dataset, root, download, train_size, test_size, split_seed, _, image_size, workers, context = (
         config.data_key()
     )
     if dataset in TEXT_DATASETS:
@@ -395,7 +400,10 @@ def _train_epoch(
         for cb in callbacks:
             _call(cb, "on_step", epoch, step, totals.mean_loss, totals.accuracy)
     seconds = time.perf_counter() - started
-    test_loss, test_acc = evaluate(state)
+    batch = max(state.config.batch_size, 256)
+    test_loss, test_acc = evaluate(state, state.data.test_batches(batch))
+    held = state.data.validation_batches(batch)
+    val_loss, val_acc = (None, None) if held is None else evaluate(state, held)
     seen = epoch_totals.seen
     return EpochRecord(
         epoch=epoch,
@@ -403,6 +411,8 @@ def _train_epoch(
         train_acc=epoch_totals.accuracy,
         test_loss=test_loss,
         test_acc=test_acc,
+        val_loss=val_loss,
+        val_acc=val_acc,
         lr=lr,
         seconds=seconds,
         images_per_s=seen / seconds if seconds > 0 else 0.0,
@@ -441,12 +451,12 @@ def _loss_sum(
 
 
 @torch.no_grad()
-def evaluate(state: TrainingState) -> tuple[float, float]:
-    """Test loss and accuracy, with the layers in the epoch's formats (each process of a run
-    evaluates its share of every batch)."""
+def evaluate(state: TrainingState, batches: Iterable[tuple[Tensor, Tensor]]) -> tuple[float, float]:
+    """Loss and accuracy on ``batches`` (the test's or the validation's), with the layers in
+    the epoch's formats (each process of a run evaluates its share of every batch)."""
     state.model.eval()
     sums = _DeviceSums(state.device, state.ranks)
-    for global_images, global_labels in state.data.test_batches(max(state.config.batch_size, 256)):
+    for global_images, global_labels in batches:
         images, labels = (distributed.share(t, state.ranks) for t in (global_images, global_labels))
         logits, labels = _per_prediction(state.model(model_input(state, images)), labels)
         sums.add(logits, labels, F.cross_entropy(logits, labels, reduction="sum"))

@@ -1,7 +1,8 @@
 """Stopping trials that can no longer reach the target.
 
 After epoch ``e`` (1-based) of ``E``, a trial stops when ``e >= grace_epochs`` and
-``test_acc + margin + margin_per_epoch * (E - e) < target`` (:class:`~.section.PruneRule`). A
+``acc + margin + margin_per_epoch * (E - e) < target``, ``acc`` the epoch's validation accuracy
+(its test accuracy where the run holds out no validation split) (:class:`~.section.PruneRule`). A
 stopped trial is not raised as ``TrialPruned``: its objective returns the accuracy it reached,
 so it ends COMPLETE with its real density and a violated constraint. That keeps it in NSGA-II's
 population (which only takes COMPLETE trials), lets TPE rank it among the infeasible trials by
@@ -20,7 +21,7 @@ from .study import target_accuracy
 
 
 class TargetPruner:
-    """A trainer callback: reports each epoch's test accuracy to the trial (single-objective
+    """A trainer callback: reports each epoch's validation accuracy to the trial (single-objective
     studies only: Optuna has no intermediate values for several objectives) and stops the run
     when ``rule`` finds the target out of reach, recording ``stopped_at_epoch`` (0-based)."""
 
@@ -32,8 +33,8 @@ class TargetPruner:
 
     def on_epoch_end(self, record: EpochRecord) -> bool:
         if len(self.trial.study.directions) == 1:
-            self.trial.report(record.test_acc, record.epoch)
-        if self.rule.hopeless(record.test_acc, record.epoch + 1, self.epochs, self.target):
+            self.trial.report(record.selection_acc, record.epoch)
+        if self.rule.hopeless(record.selection_acc, record.epoch + 1, self.epochs, self.target):
             self.trial.set_user_attr("stopped_at_epoch", record.epoch)
             return True
         return False

@@ -60,7 +60,7 @@ class MiddleChoices(Choices):
 
 class PruneRule(StrictModel):
     """Stop a trial after epoch ``e`` of ``E`` (1-based) when ``e >= grace_epochs`` and
-    ``test_acc + margin + margin_per_epoch * (E - e) < target``: even the margin's optimistic
+    ``accuracy + margin + margin_per_epoch * (E - e) < target``: even the margin's optimistic
     gain over the remaining epochs would not reach the target. Accuracies are fractions.
     The final epoch is never stopped: there is nothing left to save."""
 
@@ -68,11 +68,11 @@ class PruneRule(StrictModel):
     margin: float = Field(0.05, ge=0)
     margin_per_epoch: float = Field(0.02, ge=0)
 
-    def hopeless(self, test_acc: float, done: int, epochs: int, target: float) -> bool:
+    def hopeless(self, accuracy: float, done: int, epochs: int, target: float) -> bool:
         remaining = epochs - done
         if done < self.grace_epochs or remaining <= 0:
             return False
-        return test_acc + self.margin + self.margin_per_epoch * remaining < target
+        return accuracy + self.margin + self.margin_per_epoch * remaining < target
 
 
 class SearchSpace(SharedAxes):

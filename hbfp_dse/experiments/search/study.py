@@ -7,7 +7,9 @@ stores the constraint ``target - accuracy``, feasible when <= 0, in the system a
 ``constraints`` (a list), which both samplers and optuna-dashboard read (the samplers'
 ``constraints_func`` arguments are deprecated since v5.0). The objectives are named
 (``study.set_metric_names``). Trials also carry the user attributes ``accuracy``, ``density``
-and ``schedule``.
+and ``schedule``. ``accuracy`` is the one chosen on: a trained trial's validation accuracy
+(its test accuracy only where its runs hold out no validation split), and ``test_accuracy``
+is reported beside it.
 
 Repeats: a repeat that gets past :class:`~.sampler.NoRepeatSampler` ends PRUNED with the user
 attribute ``repeats`` and is not trained.

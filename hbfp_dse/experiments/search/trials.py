@@ -86,7 +86,8 @@ class SearchJob:
 @dataclass(frozen=True)
 class BestTrial:
     number: int
-    accuracy: float
+    accuracy: float  # what the search chose on: validation accuracy, where runs hold it out
+    test_accuracy: float | None  # reported beside it (None: from before it was recorded)
     density: float
     schedule: dict[str, Any]
     params: dict[str, Any]
@@ -119,6 +120,7 @@ def _best(trial: FrozenTrial) -> BestTrial:
     return BestTrial(
         number=trial.number,
         accuracy=float(trial.user_attrs["accuracy"]),
+        test_accuracy=trial.user_attrs.get("test_accuracy"),
         density=float(trial.user_attrs["density"]),
         schedule=trial.user_attrs["schedule"],
         params=dict(trial.params),
@@ -148,7 +150,8 @@ class _StoreObjective:
         (run_id,) = self.store.add_runs(self.sweep_id, [planned])
         self.store.adopt_trial(run_id, trial.number, self.job.target)
         run = self._settled_run(run_id, trial)
-        accuracy = run.final_acc if run.status in ("done", "pruned") else None
+        accuracy = run.selection_acc if run.status in ("done", "pruned") else None
+        trial.set_user_attr("test_accuracy", run.final_acc)  # reported, never chosen on
         return (accuracy if accuracy is not None else float("nan")), float(run.density or 0.0)
 
     def _settled_run(self, run_id: int, trial: optuna.Trial) -> RunRecord:

@@ -116,12 +116,19 @@ class RunRecord:
     finished_at: datetime | None
     final_acc: float | None
     best_acc: float | None
+    final_val_acc: float | None  # on the validation split; None without one
     density: float | None
     density_vs_bf16: float | None
     mac_share: dict[str, Any] | None
     schedule: list[Any] | None
     error: str | None
     epochs: tuple[EpochRecord, ...]
+
+    @property
+    def selection_acc(self) -> float | None:
+        """The final accuracy choices are made on: validation's, test's only for a run that
+        held out no validation split."""
+        return self.final_acc if self.final_val_acc is None else self.final_val_acc
 
     @property
     def lease(self) -> Lease:

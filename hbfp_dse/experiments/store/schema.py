@@ -82,6 +82,7 @@ class RunRow(Base):
     finished_at: Mapped[datetime | None] = mapped_column(DateTime)
     final_acc: Mapped[float | None] = mapped_column(Float)
     best_acc: Mapped[float | None] = mapped_column(Float)
+    final_val_acc: Mapped[float | None] = mapped_column(Float)  # None: no validation split
     density: Mapped[float | None] = mapped_column(Float)
     density_vs_bf16: Mapped[float | None] = mapped_column(Float)
     mac_share: Mapped[dict[str, Any] | None] = mapped_column(JSON)
@@ -103,6 +104,8 @@ class EpochRow(Base):
     train_acc: Mapped[float] = mapped_column(Float)
     test_loss: Mapped[float] = mapped_column(Float)
     test_acc: Mapped[float] = mapped_column(Float)
+    val_loss: Mapped[float | None] = mapped_column(Float)
+    val_acc: Mapped[float | None] = mapped_column(Float)
     lr: Mapped[float] = mapped_column(Float)
     seconds: Mapped[float] = mapped_column(Float)
     images_per_s: Mapped[float] = mapped_column(Float)

@@ -441,6 +441,7 @@ class Store:
         device: str | None = None,
         final_acc: float | None = None,
         best_acc: float | None = None,
+        final_val_acc: float | None = None,
         error: str | None = None,
     ) -> None:
         """Record a run's outcome; the device stays the one ``start_attempt`` noted unless
@@ -451,6 +452,7 @@ class Store:
             "finished_at": utcnow(),
             "final_acc": final_acc,
             "best_acc": best_acc,
+            "final_val_acc": final_val_acc,
             "error": error,
         }
         if device is not None:

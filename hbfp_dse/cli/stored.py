@@ -1,0 +1,41 @@
+"""What the store already holds for a sweep file, read before anything is written; a store
+that is not there (or not reachable, or not ours) holds nothing here, and no error."""
+
+from __future__ import annotations
+
+from ..errors import UserError
+from ..experiments.store import RunRecord, Store
+from ..experiments.sweepfile import SweepSpec, kept_without_validation
+from .common import err_console
+
+
+def stored_runs(
+    db: str | None, sweep: str | None = None, *, with_epochs: bool = False
+) -> list[RunRecord]:
+    """The stored runs (of ``sweep``, where given); none where there are none."""
+    try:
+        store = Store(db, create=False, retry_for=0)
+    except UserError:
+        return []
+    try:
+        return store.runs(sweep, with_epochs=with_epochs)
+    except UserError:  # no such sweep yet
+        return []
+    finally:
+        store.close()
+
+
+def as_registered(db: str | None, spec: SweepSpec, text: str) -> SweepSpec:
+    """The sweep as its stored runs were registered: one stored before validation splits
+    existed keeps training without one (``kept_without_validation``), and says so."""
+    kept = kept_without_validation(spec, text, [r.config for r in stored_runs(db, spec.name)])
+    if kept is None:
+        return spec
+    err_console.print(
+        f"[yellow]note:[/] sweep {spec.name} was stored before validation splits: it resumes "
+        "without one, and best chooses on test accuracy; set 'validation: 0.1' in its base "
+        "to hold one out (its runs train again)",
+        highlight=False,
+        soft_wrap=True,
+    )
+    return kept
