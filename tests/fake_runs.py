@@ -12,8 +12,14 @@ WHEN = datetime(2025, 1, 1)
 LAYERS = ("conv1", "conv2", "fc")
 
 
-def epochs(final_acc: float, count: int, seconds: float = 2.0, rate: float = 500.0):
-    """``count`` epochs whose test accuracy climbs to ``final_acc`` and loss falls by decades."""
+VALIDATION_GAP = 0.003  # validation accuracy below test accuracy, where a run holds a split
+
+
+def epochs(
+    final_acc: float, count: int, seconds: float = 2.0, rate: float = 500.0, held: bool = True
+):
+    """``count`` epochs whose test accuracy climbs to ``final_acc`` and loss falls by decades;
+    ``held``: with a validation accuracy ``VALIDATION_GAP`` below."""
     return tuple(
         EpochRecord(
             epoch=e,
@@ -25,6 +31,8 @@ def epochs(final_acc: float, count: int, seconds: float = 2.0, rate: float = 500
             seconds=seconds,
             images_per_s=rate,
             formats=dict.fromkeys(LAYERS, "fp32"),
+            val_loss=1.0 / (e + 2) if held else None,
+            val_acc=final_acc * (e + 1) / count - VALIDATION_GAP if held else None,
         )
         for e in range(count)
     )
@@ -42,6 +50,7 @@ def run(
     config: dict[str, Any] | None = None,
     status: RunStatus = "done",
     epoch_count: int = 3,
+    held: bool = True,
 ) -> RunRecord:
     """A run of ``label`` whose every layer trains in the format of that name (grid runs:
     hbfp4), so that a label ``fp32`` is the FP32 configuration."""
@@ -71,12 +80,13 @@ def run(
         finished_at=WHEN,
         final_acc=accuracy,
         best_acc=accuracy,
+        final_val_acc=None if accuracy is None or not held else accuracy - VALIDATION_GAP,
         density=density,
         density_vs_bf16=density / 4.84,
         mac_share={},
         schedule=[{"epochs": [0, epoch_count - 1], "formats": dict.fromkeys(LAYERS, fmt)}],
         error=None,
-        epochs=() if accuracy is None else epochs(accuracy, epoch_count),
+        epochs=() if accuracy is None else epochs(accuracy, epoch_count, held=held),
     )
 
 

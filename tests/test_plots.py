@@ -267,6 +267,7 @@ def test_training_curves_draw_each_run_in_its_configuration_colour(tmp_path: Pat
     runs = [r for r in quick_sweep() if r.label in ("fp32", "hbfp4", "hbfp3")]
     fig = curves.figure(runs, target=0.9)
     assert [ax.get_title() for ax in fig.axes] == [
+        "validation accuracy (%)",
         "test accuracy (%)",
         "training loss",
         "test loss",
@@ -277,13 +278,17 @@ def test_training_curves_draw_each_run_in_its_configuration_colour(tmp_path: Pat
         for line, r in zip(drawn, runs, strict=True):
             assert to_hex(line.get_color()) == styles.colour(r.label)
             assert list(line.get_xdata()) == [1, 2, 3]
-    accuracy = fig.axes[0].get_lines()[0].get_ydata()
+    validation = fig.axes[0].get_lines()[0].get_ydata()
+    assert validation[-1] == pytest.approx(97.2)
+    accuracy = fig.axes[1].get_lines()[0].get_ydata()
     assert accuracy[-1] == pytest.approx(97.5)
-    assert fig.axes[1].get_yscale() == "log"  # the fake losses fall by decades
+    assert fig.axes[2].get_yscale() == "log"  # the fake losses fall by decades
     legend = [t.get_text() for t in fig.legends[0].get_texts()]
     assert legend[:2] == ["fp32 (seed 0)", "fp32 (seed 1)"]
     assert legend[-1] == "target (90%)"
     assert fig.get_suptitle() == "paper: cnn on mnist-5k, 3 epochs, 2 seeds"
+    without = [run(1, "fp32", 0.975, 1.0, held=False)]  # stored before validation splits
+    assert curves.figure(without).axes[0].get_title() == "test accuracy (%)"
     one_seed = [r for r in runs if r.seed == 0]
     assert [t.get_text() for t in curves.figure(one_seed).legends[0].get_texts()] == [
         "fp32",

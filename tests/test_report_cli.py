@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from fake_runs import epochs
+from fake_runs import VALIDATION_GAP, epochs
 from typer.testing import CliRunner, Result
 
 from hbfp_dse.cli.app import app
@@ -71,7 +71,13 @@ def fill(url: str, runs=RUNS) -> None:
         store.start_attempt(lease, [], ENVIRONMENT)
         for record in epochs(accuracy, 3, seconds=2.0, rate=500.0):
             store.record_epoch(lease, record)
-        store.finish(lease, "done", final_acc=accuracy, best_acc=accuracy)
+        store.finish(
+            lease,
+            "done",
+            final_acc=accuracy,
+            best_acc=accuracy,
+            final_val_acc=accuracy - VALIDATION_GAP,
+        )
     store.close()
 
 
@@ -116,8 +122,9 @@ def test_json_gives_each_run_its_configuration_timings_throughput_and_epochs(url
     assert fp32["epochs"][-1]["test_acc"] == pytest.approx(0.975)
     assert set(fp32["epochs"][0]) == {
         "epoch", "train_loss", "train_acc", "test_loss", "test_acc", "lr", "seconds",
-        "images_per_s", "formats",
+        "images_per_s", "formats", "val_loss", "val_acc",
     }  # fmt: skip
+    assert fp32["validation_accuracy"] == pytest.approx(0.975 - VALIDATION_GAP)
     untrained = runs["hbfp3"]
     assert untrained["epochs"] == []
     assert untrained["timings"]["train_seconds"] is None
@@ -129,7 +136,8 @@ def test_latex_is_a_booktabs_tabular_with_its_caption(url: str) -> None:
     lines = tex.splitlines()
     assert lines[0].startswith("% Caption: Final test accuracy (\\%, mean over seeds)")
     assert lines[0].endswith("paper: cnn on mnist-5k, 3 epochs, 1 seed.")
-    assert lines[2] == r"\begin{tabular}{llrrrr}"
+    assert "Validation accuracy: on the split held out of the training set" in lines[0]
+    assert lines[2] == r"\begin{tabular}{llrrrrr}"
     assert lines[-1] == r"\end{tabular}"
     assert re.findall(r"\\(toprule|midrule|bottomrule)", tex) == [
         "toprule",
@@ -139,13 +147,13 @@ def test_latex_is_a_booktabs_tabular_with_its_caption(url: str) -> None:
     assert tex.count(r"\begin{") == tex.count(r"\end{")
     rows = [line for line in lines if line.endswith(r" \\")][1:]  # after the headings
     assert rows == [
-        r"hbfp3 & grid & --- & --- & --- & 26.40$\times$ \\",
-        r"\textbf{hbfp4\_b16 50\%\&\#} & grid & 95.00 & --- & $+2.50$ & 19.40$\times$ \\",
-        r"\textbf{hbfp8} & baseline & 97.40 & --- & $+0.10$ & 7.90$\times$ \\",
-        r"\textbf{fp32} & baseline & 97.50 & --- & $+0.00$ & 1.00$\times$ \\",
+        r"hbfp3 & grid & --- & --- & --- & --- & 26.40$\times$ \\",
+        r"\textbf{hbfp4\_b16 50\%\&\#} & grid & 94.70 & 95.00 & --- & $+2.50$ & 19.40$\times$ \\",
+        r"\textbf{hbfp8} & baseline & 97.10 & 97.40 & --- & $+0.10$ & 7.90$\times$ \\",
+        r"\textbf{fp32} & baseline & 97.20 & 97.50 & --- & $+0.00$ & 1.00$\times$ \\",
     ]
     # Every row has as many cells as the column specification.
-    assert all(row.count(" & ") == 5 for row in rows)
+    assert all(row.count(" & ") == 6 for row in rows)
 
 
 def test_latex_escapes_its_special_characters() -> None:

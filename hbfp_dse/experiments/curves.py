@@ -18,6 +18,7 @@ from .store import RunRecord
 from .timings import samples_per_s, train_seconds
 
 # Each panel: its title, the epoch value it draws and whether it is a percentage.
+VALIDATION_PANEL = ("validation accuracy (%)", "val_acc", True)  # where runs hold a split out
 PANELS = (
     ("test accuracy (%)", "test_acc", True),
     ("training loss", "train_loss", False),
@@ -27,13 +28,17 @@ PANELS = (
 
 def figure(runs: Sequence[RunRecord], target: float | None = None) -> Figure:
     """One panel per quantity of :data:`PANELS`; give only runs with epochs."""
-    fig = Figure(figsize=(15, 4.8), layout="constrained")
-    axes = fig.subplots(1, len(PANELS))
+    panels = _panels(runs)
+    fig = Figure(figsize=(5 * len(panels), 4.8), layout="constrained")
+    axes = fig.subplots(1, len(panels))
     names = _names(runs)
-    for ax, (title, field, percent) in zip(axes, PANELS, strict=True):
+    for ax, (title, field, percent) in zip(axes, panels, strict=True):
         for run in runs:
-            epochs = [e.epoch + 1 for e in run.epochs]
-            values = [getattr(e, field) * (100 if percent else 1) for e in run.epochs]
+            drawn = [e for e in run.epochs if getattr(e, field) is not None]
+            if not drawn:
+                continue
+            epochs = [e.epoch + 1 for e in drawn]
+            values = [getattr(e, field) * (100 if percent else 1) for e in drawn]
             (line,) = ax.plot(
                 epochs,
                 values,
@@ -45,13 +50,14 @@ def figure(runs: Sequence[RunRecord], target: float | None = None) -> Figure:
             )
             line.set_gid(_gid(run, field))
         _axes(ax, title, log=not percent)
-    if target is not None:
-        axes[0].axhline(
-            100 * target,
-            color=plots.TARGET_COLOUR,
-            linestyle=":",
-            label=f"target ({100 * target:g}%)",
-        )
+    for ax, (_, _, percent) in zip(axes, panels, strict=True):
+        if target is not None and percent:
+            ax.axhline(
+                100 * target,
+                color=plots.TARGET_COLOUR,
+                linestyle=":",
+                label=f"target ({100 * target:g}%)",
+            )
     handles, labels = axes[0].get_legend_handles_labels()
     fig.legend(
         handles,
@@ -108,8 +114,13 @@ def tips(runs: Sequence[RunRecord]) -> Tips:
             "schedule": schedule_text(run.schedule),
         }
         for run in runs
-        for _, field, _ in PANELS
+        for _, field, _ in _panels(runs)
     }
+
+
+def _panels(runs: Sequence[RunRecord]) -> tuple[tuple[str, str, bool], ...]:
+    held = any(e.val_acc is not None for run in runs for e in run.epochs)
+    return (VALIDATION_PANEL, *PANELS) if held else PANELS
 
 
 def _row(run: RunRecord) -> dict[str, object]:
@@ -122,6 +133,7 @@ def _row(run: RunRecord) -> dict[str, object]:
         "seed": run.seed,
         "status": run.status,
         "epochs": len(run.epochs),
+        "final_val_acc_pct": "-" if run.final_val_acc is None else f"{100 * run.final_val_acc:.2f}",
         "final_test_acc_pct": f"{100 * run.epochs[-1].test_acc:.2f}",
         "best_test_acc_pct": f"{100 * max(e.test_acc for e in run.epochs):.2f}",
         "final_train_loss": f"{run.epochs[-1].train_loss:.4f}",

@@ -31,6 +31,10 @@ CAPTION = (
     "interval (--- for one seed), the drop from FP32 in points and the arithmetic density "
     "relative to FP32; bold: on the accuracy/density Pareto front."
 )
+VALIDATION_CAPTION = (
+    "Validation accuracy: on the split held out of the training set, on which configurations "
+    "are chosen."
+)
 
 
 def escape(text: str) -> str:
@@ -42,10 +46,12 @@ def tabular(summaries: Sequence[ConfigSummary]) -> str:
     """The configurations as ``report`` lists them (give them in :func:`table_order`); a
     sweep column only where there are several sweeps. Needs ``\\usepackage{booktabs}``."""
     several = len({s.sweep for s in summaries}) > 1
+    held = any(s.validation_accuracy is not None for s in summaries)
     headings = [
         *(["sweep"] if several else []),
         "configuration",
         "kind",
+        *([r"val.\ accuracy (\%)"] if held else []),
         r"accuracy (\%)",
         r"95\% CI",
         "drop vs FP32",
@@ -53,25 +59,29 @@ def tabular(summaries: Sequence[ConfigSummary]) -> str:
     ]
     what = subject([r for s in summaries for r in s.runs])
     lines = [
-        f"% Caption: {escape(CAPTION)}" + (f" {escape(what)}." if what else ""),
+        f"% Caption: {escape(CAPTION)}"
+        + (f" {escape(VALIDATION_CAPTION)}" if held else "")
+        + (f" {escape(what)}." if what else ""),
         r"% Needs \usepackage{booktabs}.",
-        rf"\begin{{tabular}}{{{'l' * (len(headings) - 4)}rrrr}}",
+        rf"\begin{{tabular}}{{{'l' * (2 + several)}{'r' * (len(headings) - 2 - several)}}}",
         r"\toprule",
         " & ".join(headings) + r" \\",
         r"\midrule",
-        *(" & ".join(_row(s, several)) + r" \\" for s in summaries),
+        *(" & ".join(_row(s, several, held)) + r" \\" for s in summaries),
         r"\bottomrule",
         r"\end{tabular}",
     ]
     return "\n".join(lines) + "\n"
 
 
-def _row(s: ConfigSummary, several: bool) -> list[str]:
+def _row(s: ConfigSummary, several: bool, held: bool) -> list[str]:
     label = escape(s.label)
+    validation = NONE if s.validation_accuracy is None else f"{100 * s.validation_accuracy:.2f}"
     return [
         *([escape(s.sweep)] if several else []),
         rf"\textbf{{{label}}}" if s.pareto else label,
         escape(s.kind),
+        *([validation] if held else []),
         NONE if s.accuracy is None else f"{100 * s.accuracy:.2f}",
         NONE if s.accuracy_ci is None else f"{100 * s.accuracy_ci:.2f}",
         NONE if s.drop_vs_fp32 is None else f"${100 * s.drop_vs_fp32:+.2f}$",
