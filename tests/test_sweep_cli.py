@@ -8,6 +8,7 @@ import io
 import json
 import math
 import os
+import shutil
 import signal
 import socket
 import sqlite3
@@ -428,6 +429,19 @@ def test_rerunning_the_sweep_trains_nothing(tiny: Sweep, monkeypatch: pytest.Mon
     assert "sweep tiny: done 8" in result.stdout
     assert calls == []
     assert {r.id: (r.status, r.attempts, r.finished_at) for r in stored_runs(tiny.db)} == before
+
+
+def test_an_edited_file_counts_its_own_runs_and_names_the_ones_it_dropped(
+    tiny: Sweep, tmp_path: Path
+) -> None:
+    db = shutil.copy(tiny.db, tmp_path / "results.db")
+    edited = tmp_path / "tiny.yaml"
+    edited.write_text(TINY.replace("baselines: [fp32, hbfp8]", "baselines: [fp32]"))
+    result = ok("sweep", edited, "--db", sqlite_url(db))
+    assert "sweep tiny: 6 runs, 6 already finished" in result.stderr
+    assert "also holds 1 configuration(s) this file no longer has, kept and reported: hbfp8" in (
+        " ".join(result.stderr.split())
+    )
 
 
 # Other sweeps ---------------------------------------------------------------------------

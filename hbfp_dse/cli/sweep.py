@@ -11,7 +11,7 @@ from rich.table import Table
 from ..errors import UserError
 from ..experiments.estimate import Estimate, estimate
 from ..experiments.report import summarize, table_order
-from ..experiments.store import NewRun, Store
+from ..experiments.store import NewRun, RunRecord, Store
 from ..experiments.sweepfile import (
     DEFAULT_MAX_RUNS,
     SweepSpec,
@@ -92,6 +92,7 @@ def sweep(
         f"sweep [bold]{spec.name}[/]: {len(run_ids)} runs, {finished} already finished; "
         f"store {store.safe_url}"
     )
+    _note_dropped(spec.name, store.runs(spec.name), run_ids)
     resume = "running runs are marked interrupted; run the same command again to resume"
     with resumable(resume), training_progress() as progress:
         display = SweepProgress(progress, len(run_ids), finished)
@@ -101,6 +102,18 @@ def sweep(
     if summaries:
         print_summary_table(summary_rows(summaries))
     _finish(spec.name, store.status_counts(sweep_id), display.stopped)
+
+
+def _note_dropped(name: str, stored: list[RunRecord], planned: list[int]) -> None:
+    """Runs an earlier version of the file registered stay in the store (and in reports)."""
+    dropped = sorted({r.label for r in stored if r.id not in set(planned)})
+    if dropped:
+        err_console.print(
+            f"note: {name} also holds {len(dropped)} configuration(s) this file no longer "
+            f"has, kept and reported: {', '.join(dropped)}",
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 def _check_trainable_here(spec: SweepSpec, url: str) -> None:
