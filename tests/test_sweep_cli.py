@@ -8,7 +8,6 @@ import io
 import json
 import math
 import os
-import shutil
 import signal
 import socket
 import sqlite3
@@ -434,7 +433,9 @@ def test_rerunning_the_sweep_trains_nothing(tiny: Sweep, monkeypatch: pytest.Mon
 def test_an_edited_file_counts_its_own_runs_and_names_the_ones_it_dropped(
     tiny: Sweep, tmp_path: Path
 ) -> None:
-    db = shutil.copy(tiny.db, tmp_path / "results.db")
+    db = tmp_path / "results.db"
+    with closing(sqlite3.connect(tiny.db)) as source, closing(sqlite3.connect(db)) as copy:
+        source.backup(copy)  # the write-ahead log too
     edited = tmp_path / "tiny.yaml"
     edited.write_text(TINY.replace("baselines: [fp32, hbfp8]", "baselines: [fp32]"))
     result = ok("sweep", edited, "--db", sqlite_url(db))
