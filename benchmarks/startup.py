@@ -3,7 +3,7 @@
 Each command runs ``--repeats`` times as a fresh process (``python -m hbfp_dse``), on a store
 holding one small finished sweep; the table gives the median wall time, the ratio to
 ``python -c "import torch"`` measured alongside, and whether the command imported torch
-(from ``-X importtime``).
+(from one more run under ``-X importtime``, not timed).
 
     python benchmarks/startup.py [--repeats 7] [--json]
 
@@ -46,15 +46,22 @@ def commands(db: str) -> dict[str, list[str]]:
     }
 
 
-def timed(argv: list[str]) -> tuple[float, bool]:
-    """Wall seconds of one run and whether it imported torch."""
+def timed(argv: list[str]) -> float:
+    """Wall seconds of one run."""
     start = time.perf_counter()
     done = subprocess.run(argv, capture_output=True, text=True, check=False)
     seconds = time.perf_counter() - start
     if done.returncode != 0:
         raise SystemExit(f"{' '.join(argv)} failed:\n{done.stderr}")
-    imported = any(re.search(r"\|\s*torch$", line) for line in done.stderr.splitlines())
-    return seconds, imported
+    return seconds
+
+
+def imports_torch(argv: list[str]) -> bool:
+    """Whether one run (traced by ``-X importtime``, untimed) imported torch."""
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", *argv], capture_output=True, text=True, check=False
+    )
+    return any(re.search(r"\|\s*torch$", line) for line in done.stderr.splitlines())
 
 
 def main() -> None:
@@ -62,7 +69,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    python = [sys.executable, "-X", "importtime"]
+    python = [sys.executable]
     with tempfile.TemporaryDirectory() as tmp:
         sweep, db = Path(tmp, "startup.yaml"), f"sqlite:///{tmp}/results.db"
         sweep.write_text(SWEEP)
@@ -74,18 +81,18 @@ def main() -> None:
         )
         if made.returncode != 0:
             raise SystemExit(f"the benchmark's sweep failed:\n{made.stderr}")
-        reference = [timed([*python, "-c", "import torch"])[0] for _ in range(args.repeats)]
+        reference = [timed([*python, "-c", "import torch"]) for _ in range(args.repeats)]
         torch_s = statistics.median(reference)
         rows = []
         for name, argv in commands(db).items():
-            runs = [timed([*python, "-m", "hbfp_dse", *argv]) for _ in range(args.repeats)]
-            seconds = statistics.median(s for s, _ in runs)
+            command = ["-m", "hbfp_dse", *argv]
+            seconds = statistics.median(timed([*python, *command]) for _ in range(args.repeats))
             rows.append(
                 {
                     "command": name,
                     "seconds": seconds,
                     "vs_import_torch": seconds / torch_s,
-                    "imports_torch": any(imported for _, imported in runs),
+                    "imports_torch": imports_torch(command),
                 }
             )
     if args.json:
