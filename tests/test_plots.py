@@ -16,7 +16,7 @@ from fake_runs import quick_sweep, run
 from matplotlib.colors import to_hex
 from matplotlib.text import Text
 
-from hbfp_dse.cli.tables import summary_rows
+from hbfp_dse.cli.tables import summary_rows, titled_rows
 from hbfp_dse.experiments import curves, plots, styles
 from hbfp_dse.experiments.captions import schedule_text, subject
 from hbfp_dse.experiments.report import summarize, table_order
@@ -150,7 +150,7 @@ def test_the_log_density_axis_is_labelled_across_its_range() -> None:
 def test_svg_keeps_its_text_as_text(tmp_path: Path) -> None:
     path = tmp_path / "front.svg"
     summaries = summaries_of(quick_sweep())
-    plots.save(path, summaries, summary_rows(summaries), target=0.96)
+    plots.save(path, summaries, titled_rows(summary_rows(summaries)), target=0.96)
     svg = path.read_text()
     texts = re.findall(r"<text[^>]*>([^<]*)</text>", svg)
     assert {"hbfp4", "fp32", "booster", "target (96%)", "20x"} <= set(texts)
@@ -161,7 +161,7 @@ def test_svg_keeps_its_text_as_text(tmp_path: Path) -> None:
 def html_report(tmp_path: Path) -> str:
     path = tmp_path / "report.html"
     summaries = summaries_of(quick_sweep())
-    plots.save(path, summaries, summary_rows(summaries), target=0.96)
+    plots.save(path, summaries, titled_rows(summary_rows(summaries)), target=0.96)
     return path.read_text()
 
 
@@ -190,7 +190,9 @@ def test_the_html_report_gives_every_point_details_and_a_sortable_table(tmp_path
     assert fp32["seeds"] == "2 of 2 done"
     assert fp32["schedule"] == "epochs 1–3: fp32"
     assert "<table class='sortable'>" in page
-    assert "<th>accuracy_pct</th>" in page
+    assert "<th>test acc %</th>" in page  # the terminal table's columns
+    assert "<th>val acc %</th>" in page
+    assert "std_pct" not in page
     assert "<td data-sort='97.6'>97.60</td>" in page
     assert "<td>baseline</td>" in page  # text cells sort as text
 
@@ -219,7 +221,7 @@ SELFTEST = """<script>
 const point = document.querySelector("g[id^=point-] path");
 point.dispatchEvent(new MouseEvent("mouseover", {bubbles: true, clientX: 10, clientY: 10}));
 const shown = document.getElementById("tip");
-const heading = [...document.querySelectorAll("th")].find((h) => h.textContent === "accuracy_pct");
+const heading = [...document.querySelectorAll("th")].find((h) => h.textContent === "test acc %");
 const column = [...heading.parentNode.cells].indexOf(heading);
 const read = () =>
   [...document.querySelectorAll("tbody tr")].map((row) => row.cells[column].textContent);

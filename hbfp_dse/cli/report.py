@@ -25,7 +25,7 @@ from ..experiments.store import RunRecord, Store
 from ..lazy import lazy_module
 from .common import console, err_console, print_json, print_table, user_errors
 from .options import DbOption, SweepOption, checked_target
-from .tables import print_summary_table, summary_rows
+from .tables import print_summary_table, summary_rows, titled_rows
 
 # matplotlib loads only for a plot.
 plots = lazy_module("hbfp_dse.experiments.plots")
@@ -122,7 +122,7 @@ def report(
     summaries = table_order(summarize(runs))
     rows = summary_rows(summaries)
     if plot is not None:
-        plots.save(plot, summaries, rows, search_history(runs), target)
+        plots.save(plot, summaries, titled_rows(rows), search_history(runs), target)
         _written(plot)
     if curves is not None:
         _save_curves(curves, runs, target)

@@ -41,29 +41,48 @@ def summary_rows(summaries: list[ConfigSummary]) -> list[dict[str, Any]]:
     ]
 
 
-def print_summary_table(rows: list[dict[str, Any]]) -> None:
-    """The terminal view: the columns that matter, one line per configuration."""
-    columns = {
-        "label": "configuration",
-        "val_accuracy_pct": "val acc %",
-        "accuracy_pct": "test acc %",
-        "ci95_pct": "± 95% CI",
-        "drop_vs_fp32_pct": "drop vs FP32",
-        "test_loss": "loss",
-        "perplexity": "ppl",
-        "density_vs_fp32": "density",
-        "seeds": "seeds",
-        "status": "status",
-        "pareto": "front",
-    }
+# The results table's columns, as a reader sees them.
+TITLES = {
+    "sweep": "sweep",
+    "label": "configuration",
+    "val_accuracy_pct": "val acc %",
+    "accuracy_pct": "test acc %",
+    "ci95_pct": "± 95% CI",
+    "drop_vs_fp32_pct": "drop vs FP32",
+    "test_loss": "loss",
+    "perplexity": "ppl",
+    "density_vs_fp32": "density",
+    "seeds": "seeds",
+    "status": "status",
+    "pareto": "front",
+}
+
+
+def shown_columns(rows: list[dict[str, Any]]) -> dict[str, str]:
+    """The columns that matter for these rows, by key, with their titles."""
+    columns = dict(TITLES)
+    if len({row["sweep"] for row in rows}) < 2:
+        del columns["sweep"]
     if all(row["val_accuracy_pct"] == "-" for row in rows):
         del columns["val_accuracy_pct"]  # runs from before validation splits
     if all(row["drop_vs_fp32_pct"] == "-" for row in rows):
         del columns["drop_vs_fp32_pct"]  # no FP32 run to compare with
     if all(row["perplexity"] == "-" for row in rows):
         del columns["perplexity"], columns["test_loss"]  # beside accuracy for language models
-    if len({row["sweep"] for row in rows}) > 1:
-        columns = {"sweep": "sweep", **columns}
+    return columns
+
+
+def titled_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows as the terminal shows them (titles for keys), and their kind, for the HTML
+    report."""
+    shown = shown_columns(rows)
+    columns = {k: shown[k] for k in shown if k in ("sweep", "label")} | {"kind": "kind"} | shown
+    return [{title: row[key] for key, title in columns.items()} for row in rows]
+
+
+def print_summary_table(rows: list[dict[str, Any]]) -> None:
+    """The terminal view: the columns that matter, one line per configuration."""
+    columns = shown_columns(rows)
     table = Table(
         title="hbfp-dse results: final validation accuracy (what best and search choose on) "
         "and test accuracy, means over seeds, the test's 95% confidence interval (— for one "
