@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import datetime
 from typing import Any
 
-from hbfp_dse.experiments.store import RunRecord, RunStatus
+from hbfp_dse.experiments.store import Environment, Provenance, RunRecord, RunStatus
 from hbfp_dse.training.results import EpochRecord
 
 WHEN = datetime(2025, 1, 1)
+PROVENANCE = Provenance(
+    git_commit=None,
+    git_dirty=None,
+    python_version="3",
+    torch_version="2",
+    hbfp_version="0",
+    host="test",
+)
+ENVIRONMENT = Environment(
+    **dataclasses.asdict(PROVENANCE), device="cpu", cpu_threads=2, tf32=False, deterministic=False
+)
 LAYERS = ("conv1", "conv2", "fc")
 
 

@@ -14,10 +14,9 @@ import optuna
 import pytest
 import torch
 import yaml
+from cli_runs import invoke, ok, user_error
 from optuna.trial import TrialState
-from typer.testing import CliRunner, Result
 
-from hbfp_dse.cli.app import app
 from hbfp_dse.emulation import Operand
 from hbfp_dse.experiments.search.proposal import read_proposal
 from hbfp_dse.experiments.store import Store
@@ -30,23 +29,6 @@ base: {model: mlp, dataset: mnist-5k, train_size: 256, test_size: 64, epochs: 2,
        batch_size: 64, device: cpu, analysis: {every: 2}}
 baselines: [fp32, hbfp4, booster]
 """
-
-
-def invoke(*args: str | Path) -> Result:
-    return CliRunner().invoke(app, [str(a) for a in args])
-
-
-def ok(*args: str | Path) -> Result:
-    result = invoke(*args)
-    assert result.exit_code == 0, result.output
-    return result
-
-
-def user_error(result: Result, fragment: str) -> None:
-    assert result.exit_code == 2, result.output
-    assert result.stderr.startswith("error: ")
-    assert fragment in result.stderr, result.stderr
-    assert "Traceback" not in result.output
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,6 @@ the target line, and the flags it refuses."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import re
 import subprocess
@@ -12,24 +11,12 @@ import sys
 from pathlib import Path
 
 import pytest
-from fake_runs import VALIDATION_GAP, epochs
-from typer.testing import CliRunner, Result
+from cli_runs import invoke, ok, user_error
+from fake_runs import ENVIRONMENT, PROVENANCE, VALIDATION_GAP, epochs
 
-from hbfp_dse.cli.app import app
 from hbfp_dse.experiments.latex import escape
-from hbfp_dse.experiments.store import Environment, NewRun, Provenance, Store
+from hbfp_dse.experiments.store import NewRun, Store
 
-PROVENANCE = Provenance(
-    git_commit=None,
-    git_dirty=None,
-    python_version="3",
-    torch_version="2",
-    hbfp_version="0",
-    host="test",
-)
-ENVIRONMENT = Environment(
-    **dataclasses.asdict(PROVENANCE), device="cpu", cpu_threads=2, tf32=False, deterministic=False
-)
 # label, kind, final accuracy (None: never trained), density
 RUNS = [
     ("fp32", "baseline", 0.975, 1.0),
@@ -86,23 +73,6 @@ def url(tmp_path_factory: pytest.TempPathFactory) -> str:
     url = f"sqlite:///{tmp_path_factory.mktemp('report') / 'results.db'}"
     fill(url)
     return url
-
-
-def invoke(*args: object) -> Result:
-    return CliRunner().invoke(app, [str(a) for a in args])
-
-
-def ok(*args: object) -> Result:
-    result = invoke(*args)
-    assert result.exit_code == 0, result.output
-    return result
-
-
-def user_error(result: Result, fragment: str) -> None:
-    assert result.exit_code == 2, result.output
-    assert result.stderr.startswith("error: ")
-    assert fragment in result.stderr, result.stderr
-    assert "Traceback" not in result.output
 
 
 def test_json_gives_each_run_its_configuration_timings_throughput_and_epochs(url: str) -> None:

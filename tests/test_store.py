@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fake_runs import ENVIRONMENT, PROVENANCE
 from sqlalchemy import insert, update
 from sqlalchemy.exc import IntegrityError
 
@@ -24,7 +25,6 @@ from hbfp_dse.errors import UserError
 from hbfp_dse.experiments.store import (
     FINISHED_STATUSES,
     AttemptRecord,
-    Environment,
     LostRunError,
     NewRun,
     Provenance,
@@ -46,18 +46,6 @@ from hbfp_dse.experiments.store.schema import (
     SweepRow,
 )
 from hbfp_dse.training.results import EPOCH_COLUMNS, EpochRecord
-
-PROVENANCE = Provenance(
-    git_commit=None,
-    git_dirty=None,
-    python_version="3",
-    torch_version="2",
-    hbfp_version="0",
-    host="test",
-)
-ENVIRONMENT = Environment(
-    **dataclasses.asdict(PROVENANCE), device="cpu", cpu_threads=2, tf32=False, deterministic=False
-)
 
 
 def fake_runs(n: int, prefix: str = "r") -> list[NewRun]:
