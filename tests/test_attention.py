@@ -12,6 +12,7 @@ from torch import Tensor, nn
 from torch.testing import assert_close
 
 from hbfp_dse.emulation import (
+    BLOCKINGS,
     Operand,
     QuantMatmulFunction,
     QuantMultiheadAttention,
@@ -73,13 +74,13 @@ def products(a: Tensor, b: Tensor, dc: Tensor) -> dict[str, Tensor]:
     return {"c": a @ b, "da": dc @ b.transpose(-2, -1), "db": a.transpose(-2, -1) @ dc}
 
 
-def matmul_step(a: Tensor, b: Tensor, dc: Tensor, reference: bool = False) -> dict[str, Tensor]:
+def matmul_step(a: Tensor, b: Tensor, dc: Tensor, blocking: str = "reduction") -> dict[str, Tensor]:
     a, b = a.clone().requires_grad_(True), b.clone().requires_grad_(True)
 
     def quantizer(t: Tensor, operand: Operand, dim: int) -> Tensor:
         return q(t, dim)
 
-    c = QuantMatmulFunction.apply(a, b, quantizer, reference)
+    c = QuantMatmulFunction.apply(a, b, quantizer, blocking)
     c.backward(dc)
     return {"c": c.detach(), "da": a.grad, "db": b.grad}
 
@@ -109,20 +110,29 @@ def test_matmul_operand_blocks_along_its_gemm_reduction_axis(
 
 def test_matmul_reference_blocking_reuses_forward_operands() -> None:
     a, b, dc = heavy(*SHAPES["a"], seed=1), heavy(*SHAPES["b"], seed=2), heavy(*SHAPES["dc"])
-    got = matmul_step(a, b, dc, reference=True)
+    got = matmul_step(a, b, dc, blocking="reference")
     aq, bq, dcq = q(a, -1), q(b, -2), q(dc, -1)
     assert_close(got["c"], aq @ bq)
     assert_close(got["da"], dcq @ bq.transpose(-2, -1))
     assert_close(got["db"], aq.transpose(-2, -1) @ dcq)
 
 
-@pytest.mark.parametrize("reference", [False, True])
-def test_matmul_gradcheck_float64(reference: bool) -> None:
+def test_matmul_emulator_blocking_blocks_b_along_its_last_dimension() -> None:
+    a, b, dc = heavy(*SHAPES["a"], seed=1), heavy(*SHAPES["b"], seed=2), heavy(*SHAPES["dc"])
+    got = matmul_step(a, b, dc, blocking="emulator")
+    aq, bq, dcq = q(a, -1), q(b, -1), q(dc, -1)
+    assert_close(got["c"], aq @ bq)
+    assert_close(got["da"], dcq @ bq.transpose(-2, -1))
+    assert_close(got["db"], aq.transpose(-2, -1) @ dcq)
+
+
+@pytest.mark.parametrize("blocking", BLOCKINGS)
+def test_matmul_gradcheck_float64(blocking: str) -> None:
     g = torch.Generator().manual_seed(0)
     a = torch.randn(2, 3, 4, dtype=torch.float64, generator=g, requires_grad=True)
     b = torch.randn(2, 4, 5, dtype=torch.float64, generator=g, requires_grad=True)
     assert torch.autograd.gradcheck(
-        lambda a, b: QuantMatmulFunction.apply(a, b, identity, reference), (a, b)
+        lambda a, b: QuantMatmulFunction.apply(a, b, identity, blocking), (a, b)
     )
 
 

@@ -12,6 +12,7 @@ from torch import Tensor, nn
 from torch.testing import assert_close
 
 from hbfp_dse.emulation import (
+    BLOCKINGS,
     Operand,
     QuantConv1d,
     QuantConv2d,
@@ -73,27 +74,27 @@ def quant_linear(w: Tensor, spec: QuantSpec | None = SPEC) -> QuantLinear:
 # --- gradcheck ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("reference", [False, True])
-def test_linear_function_gradcheck_float64(reference: bool) -> None:
+@pytest.mark.parametrize("blocking", BLOCKINGS)
+def test_linear_function_gradcheck_float64(blocking: str) -> None:
     """With an identity quantizer the hand-written backward is the exact derivative."""
     g = torch.Generator().manual_seed(0)
     x = torch.randn(2, 3, 5, dtype=torch.float64, generator=g, requires_grad=True)
     w = torch.randn(4, 5, dtype=torch.float64, generator=g, requires_grad=True)
     b = torch.randn(4, dtype=torch.float64, generator=g, requires_grad=True)
     assert torch.autograd.gradcheck(
-        lambda x, w, b: QuantLinearFunction.apply(x, w, b, identity, reference), (x, w, b)
+        lambda x, w, b: QuantLinearFunction.apply(x, w, b, identity, blocking), (x, w, b)
     )
 
 
-@pytest.mark.parametrize("reference", [False, True])
-def test_conv_function_gradcheck_float64(reference: bool) -> None:
+@pytest.mark.parametrize("blocking", BLOCKINGS)
+def test_conv_function_gradcheck_float64(blocking: str) -> None:
     g = torch.Generator().manual_seed(0)
     x = torch.randn(2, 4, 5, 6, dtype=torch.float64, generator=g, requires_grad=True)
     w = torch.randn(4, 2, 3, 2, dtype=torch.float64, generator=g, requires_grad=True)
     b = torch.randn(4, dtype=torch.float64, generator=g, requires_grad=True)
     geometry = ConvGeometry(stride=(2, 1), padding=(1, 2), dilation=(1, 2), groups=2)
     assert torch.autograd.gradcheck(
-        lambda x, w, b: QuantConvFunction.apply(x, w, b, geometry, identity, reference),
+        lambda x, w, b: QuantConvFunction.apply(x, w, b, geometry, identity, blocking),
         (x, w, b),
         fast_mode=True,  # float64 convs are slow on CPU; a random projection still checks
     )
@@ -263,6 +264,33 @@ def test_reference_blocking_for_conv() -> None:
     assert_close(y, F.conv2d(xq, wq, conv.bias, **args))
     assert_close(dx, torch.nn.grad.conv2d_input(x.shape, wq, dyq, **args))
     assert_close(dw, torch.nn.grad.conv2d_weight(xq, wq.shape, dyq, **args))
+
+
+def test_emulator_blocking_blocks_every_conv_tensor_along_its_last_dimension() -> None:
+    # As the authors' emulator: activations and output gradients along the image width (7,
+    # a short last block with blocks of 4), weights along the kernel width; reused as in
+    # reference blocking.
+    fmt = "hbfp4_b4"
+    conv = convert(nn.Conv2d(8, 4, 3, padding=1, groups=2), QuantSpec(fmt, blocking="emulator"))
+    x = heavy(3, 8, 5, 7, seed=6)
+    dy = heavy(3, 4, 5, 7, seed=7)
+    y, dx, dw = linear_step(conv, x, dy)
+    xq, wq, dyq = q(x, -1, fmt), q(conv.weight, -1, fmt), q(dy, -1, fmt)
+    args = {"padding": 1, "groups": 2}
+    assert_close(y, F.conv2d(xq, wq, conv.bias, **args))
+    assert_close(dx, torch.nn.grad.conv2d_input(x.shape, wq, dyq, **args))
+    assert_close(dw, torch.nn.grad.conv2d_weight(xq, wq.shape, dyq, **args))
+    reference = convert(nn.Conv2d(8, 4, 3, padding=1, groups=2), QuantSpec(fmt, "reference"))
+    reference.load_state_dict(conv.state_dict())
+    assert not torch.allclose(linear_step(reference, x, dy)[0], y)
+
+
+def test_emulator_blocking_of_a_linear_layer_is_reference_blocking() -> None:
+    x, w, dy = heavy(ROWS, IN, seed=1), heavy(OUT, IN, seed=2), heavy(ROWS, OUT, seed=3)
+    emulator = linear_step(quant_linear(w, QuantSpec(FMT, blocking="emulator")), x, dy)
+    reference = linear_step(quant_linear(w, QuantSpec(FMT, blocking="reference")), x, dy)
+    for got, expected in zip(emulator, reference, strict=True):
+        assert torch.equal(got, expected)
 
 
 # --- fp32 is the unconverted layer -----------------------------------------------------------

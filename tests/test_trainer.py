@@ -483,3 +483,15 @@ def test_a_cuda_step_waits_for_the_device_only_when_the_losses_are_read(
         return sum("synchroniz" in str(w.message) for w in caught)
 
     assert waits(32) == waits(8)
+
+
+@pytest.mark.parametrize("blocking", ["reference", "emulator"])
+def test_the_older_emulators_blockings_train_a_cnn(blocking: str) -> None:
+    small = {"model": "cnn", "dataset": "mnist-5k", "epochs": 1, "train_size": 128}
+    runs = [
+        train(TrainConfig(**small, test_size=64, schedule="hbfp4", blocking=b, device="cpu"))
+        for b in ("reduction", blocking)
+    ]
+    assert all(r.status == "done" for r in runs)
+    # The same seed and data: only the blocking differs, and it changes the arithmetic.
+    assert runs[0].epochs[0].train_loss != runs[1].epochs[0].train_loss

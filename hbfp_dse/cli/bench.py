@@ -26,7 +26,7 @@ NumberFormatOption = Annotated[
         "--number-format", help="Number format of the GEMMs; repeat it for several (hbfp4_b64)."
     ),
 ]
-BlockingOption = Annotated[str, typer.Option("--blocking", help="reduction or reference")]
+BlockingOption = Annotated[str, typer.Option("--blocking", help="reduction, reference or emulator")]
 ThreadsOption = Annotated[
     int | None,
     typer.Option("--threads", min=1, help="CPU threads of both (default: torch's, all cores)."),

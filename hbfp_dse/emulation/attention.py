@@ -18,7 +18,7 @@ from torch import Tensor, nn
 
 from .functions import OperandQuantizer, QuantLinearFunction
 from .layers import QuantizedLayer
-from .quant_spec import Operand
+from .quant_spec import Blocking, Operand
 
 
 class QuantMatmulFunction(torch.autograd.Function):
@@ -27,15 +27,17 @@ class QuantMatmulFunction(torch.autograd.Function):
     Forward blocks ``a`` and ``b`` along k; ``da = dc·bᵀ`` blocks dc and b along n;
     ``db = aᵀ·dc`` blocks a and dc along m. ``a`` takes a Linear layer's X roles and ``b``
     its W roles (and their rounding); ``reference`` reuses the forward's quantized a and b
-    and quantizes dc once, along n.
+    and quantizes dc once, along n; ``emulator`` does too, with b blocked along its last
+    dimension, n.
     """
 
     @staticmethod
     def forward(
-        ctx: Any, a: Tensor, b: Tensor, quantize: OperandQuantizer, reference: bool
+        ctx: Any, a: Tensor, b: Tensor, quantize: OperandQuantizer, blocking: Blocking
     ) -> Tensor:
         aq = quantize(a, Operand.X_FORWARD, -1)
-        bq = quantize(b, Operand.W_FORWARD, -2)
+        bq = quantize(b, Operand.W_FORWARD, -1 if blocking == "emulator" else -2)
+        reference = blocking != "reduction"
         ctx.quantize, ctx.reference = quantize, reference
         if reference:
             ctx.save_for_backward(aq, bq)
@@ -92,7 +94,6 @@ class QuantMultiheadAttention(nn.MultiheadAttention, QuantizedLayer):
             # As torch: is_causal is only a hint about the mask given.
             raise RuntimeError("Need attn_mask if specifying the is_causal hint.")
         quantize = self.operand_quantizer(spec)
-        reference = spec.blocking == "reference"
         batched = query.dim() == 3
         # Work batch first: [N, L, E].
         if not batched:
@@ -108,7 +109,7 @@ class QuantMultiheadAttention(nn.MultiheadAttention, QuantizedLayer):
             _additive(key_padding_mask, query.dtype),
             _additive(attn_mask, query.dtype),
             quantize,
-            reference,
+            spec.blocking,
         )
         if not need_weights:
             returned = None
@@ -126,12 +127,12 @@ class QuantMultiheadAttention(nn.MultiheadAttention, QuantizedLayer):
         key_padding_mask: Tensor | None,
         attn_mask: Tensor | None,
         quantize: OperandQuantizer,
-        reference: bool,
+        blocking: Blocking,
     ) -> tuple[Tensor, Tensor]:
         """Attention on batch-first inputs; returns the output and per-head weights."""
 
         def linear(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
-            return QuantLinearFunction.apply(x, weight, bias, quantize, reference)
+            return QuantLinearFunction.apply(x, weight, bias, quantize, blocking)
 
         if self._qkv_same_embed_dim:
             w_q, w_k, w_v = self.in_proj_weight.chunk(3)
@@ -152,7 +153,7 @@ class QuantMultiheadAttention(nn.MultiheadAttention, QuantizedLayer):
             k, v = torch.cat([k, zeros], 2), torch.cat([v, zeros], 2)
             attn_mask, key_padding_mask = _pad(attn_mask), _pad(key_padding_mask)
         q = q * math.sqrt(1.0 / head_dim)  # as torch, before the product
-        scores = QuantMatmulFunction.apply(q, k.transpose(-2, -1), quantize, reference)
+        scores = QuantMatmulFunction.apply(q, k.transpose(-2, -1), quantize, blocking)
         if attn_mask is not None:  # [L, S] or [N·heads, L, S]
             per_head = attn_mask.dim() == 3
             scores = scores + (attn_mask.view(n, heads, tgt, -1) if per_head else attn_mask)
@@ -161,7 +162,7 @@ class QuantMultiheadAttention(nn.MultiheadAttention, QuantizedLayer):
         weights = torch.softmax(scores, dim=-1)
         if self.training and self.dropout > 0:
             weights = F.dropout(weights, self.dropout)
-        out = QuantMatmulFunction.apply(weights, v, quantize, reference)
+        out = QuantMatmulFunction.apply(weights, v, quantize, blocking)
         out = out.transpose(1, 2).reshape(n, tgt, heads * head_dim)
         return linear(out, self.out_proj.weight, self.out_proj.bias), weights
 

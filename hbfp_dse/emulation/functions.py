@@ -7,6 +7,12 @@ two pixels, so quantizing X, W and dY as tensors and running the native convolut
 exactly the blocked GEMM, without unfolding patches. With groups, blocks stay within
 a group. Linear layers block along features (forward, data gradient) and along the
 flattened batch and sequence rows (weight gradient).
+
+The ``blocking`` of a call (``quant_spec.Blocking``): ``reduction`` as above; ``reference``
+quantizes X and W once in the forward pass (along its reduction axes) and dY once, and the
+backward GEMMs reuse them; ``emulator`` does the same but blocks every tensor along its last
+dimension, as the authors' public emulator does (a convolution's activations and output
+gradients along the image width, its weights along the kernel width).
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .quant_spec import Operand
+from .quant_spec import Blocking, Operand
 
 # quantize_operand(tensor, operand, dim) -> quantized tensor of the same shape.
 OperandQuantizer = Callable[[Tensor, Operand, int], Tensor]
@@ -44,10 +50,13 @@ class QuantLinearFunction(torch.autograd.Function):
         weight: Tensor,
         bias: Tensor | None,
         quantize: OperandQuantizer,
-        reference: bool,
+        blocking: Blocking,
     ) -> Tensor:
+        # Features are the last dimension of x, of the weight and of dY: in emulator
+        # blocking, a Linear layer blocks as in reference blocking.
         xq = quantize(x, Operand.X_FORWARD, -1)
         wq = quantize(weight, Operand.W_FORWARD, 1)
+        reference = blocking != "reduction"
         ctx.quantize, ctx.reference, ctx.has_bias = quantize, reference, bias is not None
         if reference:
             ctx.save_for_backward(xq, wq)
@@ -96,12 +105,18 @@ class QuantConvFunction(torch.autograd.Function):
         bias: Tensor | None,
         geometry: ConvGeometry,
         quantize: OperandQuantizer,
-        reference: bool,
+        blocking: Blocking,
     ) -> Tensor:
         g = geometry.groups
-        xq = _grouped(quantize, x, Operand.X_FORWARD, 1, g)
-        wq = quantize(weight, Operand.W_FORWARD, 1)
+        reference = blocking != "reduction"
+        if blocking == "emulator":  # rows of the image and of the kernel never span groups
+            xq = quantize(x, Operand.X_FORWARD, -1)
+            wq = quantize(weight, Operand.W_FORWARD, -1)
+        else:
+            xq = _grouped(quantize, x, Operand.X_FORWARD, 1, g)
+            wq = quantize(weight, Operand.W_FORWARD, 1)
         ctx.geometry, ctx.quantize, ctx.reference = geometry, quantize, reference
+        ctx.emulator = blocking == "emulator"
         ctx.bias_sizes = None if bias is None else list(bias.shape)
         if reference:
             ctx.save_for_backward(xq, wq)
@@ -117,7 +132,10 @@ class QuantConvFunction(torch.autograd.Function):
         quantize: OperandQuantizer = ctx.quantize
         g = geometry.groups
         need_dx, need_dw, need_db = ctx.needs_input_grad[:3]
-        if ctx.reference:
+        if ctx.emulator:
+            dy_d = dy_w = quantize(dy, Operand.DY_DGRAD, -1)
+            w_d, x_w = weight, x
+        elif ctx.reference:
             dy_d = dy_w = _grouped(quantize, dy, Operand.DY_DGRAD, 1, g)
             w_d, x_w = weight, x
         else:

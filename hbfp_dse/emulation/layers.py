@@ -58,7 +58,7 @@ class QuantLinear(nn.Linear, QuantizedLayer):
         if spec is None:
             return super().forward(x)
         return QuantLinearFunction.apply(
-            x, self.weight, self.bias, self.operand_quantizer(spec), spec.blocking == "reference"
+            x, self.weight, self.bias, self.operand_quantizer(spec), spec.blocking
         )
 
 
@@ -88,7 +88,7 @@ class _QuantConvNd(QuantizedLayer):
             self.bias,
             geometry,
             self.operand_quantizer(spec),
-            spec.blocking == "reference",
+            spec.blocking,
         )
 
 

@@ -9,8 +9,8 @@ from typing import Literal
 from ..errors import UserError
 from ..formats import ROUNDINGS, FloatFormat, Format, Rounding, parse_format
 
-Blocking = Literal["reduction", "reference"]
-BLOCKINGS: tuple[str, ...] = ("reduction", "reference")
+Blocking = Literal["reduction", "reference", "emulator"]
+BLOCKINGS: tuple[str, ...] = ("reduction", "reference", "emulator")
 
 
 class Operand(Enum):
@@ -34,7 +34,9 @@ class QuantSpec:
 
     ``blocking="reduction"`` quantizes every operand of every GEMM along that GEMM's
     reduction axis from the full-precision tensor; ``"reference"`` reproduces the older
-    emulator: X and W quantized once in the forward pass and reused, dY quantized once.
+    emulator: X and W quantized once in the forward pass and reused, dY quantized once;
+    ``"emulator"`` reproduces that emulator's code exactly: the same reuse, with every tensor
+    blocked along its last dimension.
     Gradient operands (dY) use ``backward_rounding``; X and W use ``forward_rounding``.
     """
 
