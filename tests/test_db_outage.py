@@ -23,12 +23,13 @@ from hbfp_dse.experiments.store import RunRecord, Store
 
 OUTAGE_S = 65
 
-# Four runs of a few seconds each: the outage comes while one of them trains.
+# Four runs of several seconds each: the outage comes while one of them trains (its first
+# epoch is stored when the server is stopped, which takes a moment, with three to go).
 SWEEP = """name: {name}
 base:
   model: mlp
   dataset: mnist-5k
-  train_size: 1024
+  train_size: 2048
   test_size: 128
   batch_size: 16
   epochs: 4
