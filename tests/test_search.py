@@ -183,6 +183,8 @@ def test_resuming_with_another_target_or_space_is_refused(tmp_path: Any) -> None
         create_study(url, "s", other, TARGET)
     bigger_budget = SPACE.model_copy(update={"trials": 99, "seed": 7})
     create_study(url, "s", bigger_budget, TARGET)
+    with pytest.raises(UserError, match=r"validation share of 0\.0, not 0\.1"):
+        create_study(url, "s", SPACE, TARGET, validation=0.1)  # trials were judged on test
 
 
 def test_constraint_is_target_minus_accuracy() -> None:

@@ -25,11 +25,12 @@ import yaml
 from console import hbfp_dse
 from typer.testing import CliRunner, Result
 
+from hbfp_dse.cli import stored
 from hbfp_dse.cli.app import app
 from hbfp_dse.experiments import runner as runner_module
 from hbfp_dse.experiments.estimate import estimate
 from hbfp_dse.experiments.registration import plan_sweep
-from hbfp_dse.experiments.store import RunRecord, Store, SweepRecord
+from hbfp_dse.experiments.store import RunRecord, Store, StoreError, SweepRecord
 from hbfp_dse.experiments.store.liveness import WorkerIdentity
 from hbfp_dse.experiments.sweepfile import Baseline, expand, parse_sweep
 
@@ -845,3 +846,15 @@ def test_a_sweep_for_cuda_on_a_machine_without_it_registers_and_says_where_to_tr
     assert_user_error(result, "its runs train on cuda, and CUDA is not available here")
     [run] = stored_runs(db)
     assert (run.status, run.attempts) == ("pending", 0)  # for a worker that has a GPU
+
+
+def test_an_unreachable_store_is_not_read_as_holding_nothing(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """What is stored decides how a sweep resumes (e.g. without a validation split), so an
+    outage is an error, while a store not made yet holds nothing."""
+    monkeypatch.setenv("HBFP_DSE_DB_RETRY_S", "0")
+    with pytest.raises(StoreError, match="cannot open database"):
+        stored.stored_runs(UNREACHABLE, "tiny")
+    assert stored.stored_runs(sqlite_url(tmp_path / "none.db"), "tiny") == []
+    assert not (tmp_path / "none.db").exists()

@@ -80,6 +80,28 @@ def test_a_uniform_grid_point_is_the_same_run_as_its_baseline() -> None:
     ]
 
 
+def test_a_baseline_overrides_rounding_and_blocking_for_itself_only() -> None:
+    spec = parse_sweep(
+        "name: overrides\n" + BASE + "baselines:\n"
+        "  - hbfp4\n"
+        "  - {schedule: hbfp4, rounding: stochastic}\n"
+        "  - {schedule: hbfp4, rounding: {forward: nearest, backward: stochastic}}\n"
+        "  - {schedule: booster, blocking: emulator}\n"
+        "  - {schedule: hbfp4, blocking: reduction, rounding: nearest}\n"
+    )
+    runs = expand(spec)
+    settings = [
+        (r.label, r.config.forward_rounding, r.config.backward_rounding, r.config.blocking)
+        for r in runs
+    ]
+    assert settings == [
+        ("hbfp4", "nearest", "nearest", "reduction"),
+        ("hbfp4 stochastic", "stochastic", "stochastic", "reduction"),
+        ("hbfp4 nearest/stochastic", "nearest", "stochastic", "reduction"),
+        ("booster emulator", "nearest", "nearest", "emulator"),
+    ]  # the last equals the first: the base's settings written out are the same run
+
+
 def test_run_hash_is_stable_and_ignores_key_order_and_the_device_index() -> None:
     first = [r.run_hash for r in expand(parse_sweep(SWEEP))]
     assert first == [r.run_hash for r in expand(parse_sweep(SWEEP))]
@@ -186,6 +208,10 @@ BAD_SPECS = {
     "three levels": (
         BASE + "grid: {mantissa_bits: [4], scaling: [{levels: 3, sub_block: 4}]}\n",
         ["grid.scaling.0.levels"],
+    ),
+    "unknown baseline blocking": (
+        BASE + "baselines: [{schedule: hbfp4, blocking: columns}]\n",
+        ["baselines.0.blocking"],
     ),
     "repeated seeds": (BASE + "baselines: [fp32]\nseeds: [1, 1]\n", ["seeds", "distinct"]),
     "no runs": (BASE, ["the sweep has no runs"]),

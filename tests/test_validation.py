@@ -10,8 +10,14 @@ from typing import Any
 
 import pytest
 import torch
+from fake_runs import run as fake_run
 
-from hbfp_dse.experiments.report import best_for_target, decision_warnings, summarize
+from hbfp_dse.experiments.report import (
+    best_for_target,
+    decision_warnings,
+    search_history,
+    summarize,
+)
 from hbfp_dse.experiments.search.pruning import TargetPruner
 from hbfp_dse.experiments.search.section import PruneRule
 from hbfp_dse.experiments.store import RunRecord
@@ -174,3 +180,30 @@ def test_a_sweep_stored_before_validation_splits_keeps_none_unless_its_file_sets
     assert kept_without_validation(spec, text, [{"validation": 0.1}]) is None
     given = "name: s\nbase: {validation: 0.1}\nbaselines: [fp32]\n"
     assert kept_without_validation(parse_sweep(given), given, legacy) is None
+    # Runs stored since the field exists write it out as 0.0: a legacy sweep resumed once
+    # (or searched once) still resumes without a split.
+    resumed = [*legacy, {"model": "cnn", "validation": 0.0}]
+    again = kept_without_validation(spec, text, resumed)
+    assert again is not None
+    assert again.base.validation == 0.0
+
+
+def test_the_report_search_history_counts_trials_feasible_on_validation() -> None:
+    trials = [
+        dataclasses.replace(
+            fake_run(i, f"t{i}", acc, density, kind="search"),
+            trial_number=i,
+            search_target=0.95,
+            final_val_acc=val,
+            status=status,
+        )
+        for i, (acc, val, density, status) in enumerate(
+            [
+                (0.96, 0.94, 20.0, "done"),  # feasible on test only: not counted
+                (0.955, 0.951, 12.0, "done"),
+                (0.97, 0.96, 30.0, "pruned"),  # a pruned trial never counts
+                (0.96, 0.955, 15.0, "done"),
+            ]
+        )
+    ]
+    assert search_history(trials) == [(0, None), (1, 12.0), (2, 12.0), (3, 15.0)]

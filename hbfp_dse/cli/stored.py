@@ -1,10 +1,16 @@
-"""What the store already holds for a sweep file, read before anything is written; a store
-that is not there (or not reachable, or not ours) holds nothing here, and no error."""
+"""What the store already holds for a sweep file, read before anything is written. A store
+that is not there yet holds nothing; one that cannot be read (unreachable through its retries,
+not ours, another schema) is an error here, since what it holds decides how the sweep runs."""
 
 from __future__ import annotations
 
-from ..errors import UserError
-from ..experiments.store import RunRecord, Store
+from ..experiments.store import (
+    NoDatabaseError,
+    NoResultsError,
+    RunRecord,
+    Store,
+    UnknownSweepError,
+)
 from ..experiments.sweepfile import SweepSpec, kept_without_validation
 from .common import err_console
 
@@ -14,12 +20,12 @@ def stored_runs(
 ) -> list[RunRecord]:
     """The stored runs (of ``sweep``, where given); none where there are none."""
     try:
-        store = Store(db, create=False, retry_for=0)
-    except UserError:
+        store = Store(db, create=False)
+    except (NoDatabaseError, NoResultsError):
         return []
     try:
         return store.runs(sweep, with_epochs=with_epochs)
-    except UserError:  # no such sweep yet
+    except UnknownSweepError:
         return []
     finally:
         store.close()

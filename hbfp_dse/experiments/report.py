@@ -335,7 +335,9 @@ def _without_nulls(value: Any) -> Any:
 
 def search_history(runs: Sequence[RunRecord]) -> list[tuple[int, float | None]] | None:
     """Best feasible density against trial number for the searched runs of the latest target
-    (a study searches for one target), or None when nothing was searched."""
+    (a study searches for one target), or None when nothing was searched. Feasible as the
+    search judged it: a finished trial whose selection (validation) accuracy reaches the
+    target; a pruned one never is."""
     trials = [r for r in runs if r.trial_number is not None and r.search_target is not None]
     if not trials:
         return None
@@ -345,7 +347,7 @@ def search_history(runs: Sequence[RunRecord]) -> list[tuple[int, float | None]] 
     for run in sorted(
         (r for r in trials if r.search_target == target), key=lambda r: r.trial_number or 0
     ):
-        accuracy = run.final_acc if run.status == "done" else None
+        accuracy = run.selection_acc if run.status == "done" else None
         if accuracy is not None and accuracy >= target and run.density is not None:  # type: ignore[operator]
             best = run.density if best is None else max(best, run.density)
         history.append((run.trial_number or 0, best))

@@ -18,6 +18,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from ..configfile import StrictModel, parse_yaml, read_yaml, validate
+from ..emulation import Blocking
 from ..errors import UserError
 from ..training.config import DEFAULT_VALIDATION, ScheduleConfig, Seed, TrainConfig
 from ..training.device_names import device_type
@@ -29,6 +30,7 @@ from .space import (
     LayerFormat,
     MantissaAxis,
     Point,
+    RoundingPair,
     SharedAxes,
     check_boost_epochs,
     hbfp_name,
@@ -99,10 +101,14 @@ class Grid(SharedAxes):
 
 
 class Baseline(StrictModel):
-    """A schedule to compare against; a bare shorthand (``hbfp4``, ``booster``) is one."""
+    """A schedule to compare against; a bare shorthand (``hbfp4``, ``booster``) is one.
+    ``rounding`` and ``blocking``, where given, override the base's for this baseline only, so
+    that one sweep compares the same schedule under both."""
 
     label: str | None = None
     schedule: ScheduleConfig
+    rounding: RoundingPair | None = None
+    blocking: Blocking | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -111,7 +117,24 @@ class Baseline(StrictModel):
 
     @property
     def name(self) -> str:
-        return self.label or self.schedule.short_name or "custom"
+        if self.label:
+            return self.label
+        parts = [self.schedule.short_name or "custom"]
+        if self.rounding is not None and self.rounding.label != "nearest":
+            parts.append(self.rounding.label)
+        if self.blocking is not None and self.blocking != "reduction":
+            parts.append(self.blocking)
+        return " ".join(parts)
+
+    def config(self, base: TrainConfig) -> TrainConfig:
+        """``base`` with this baseline's schedule and overrides."""
+        update: dict[str, Any] = {"schedule": self.schedule}
+        if self.rounding is not None:
+            update["forward_rounding"] = self.rounding.forward
+            update["backward_rounding"] = self.rounding.backward
+        if self.blocking is not None:
+            update["blocking"] = self.blocking
+        return base.model_copy(update=update)
 
 
 class SweepSpec(StrictModel):
@@ -166,8 +189,7 @@ class PlannedRun:
 
 def _variants(spec: SweepSpec) -> Iterator[tuple[str, RunKind, TrainConfig]]:
     for baseline in spec.baselines:
-        config = spec.base.model_copy(update={"schedule": baseline.schedule})
-        yield baseline.name, "baseline", config
+        yield baseline.name, "baseline", baseline.config(spec.base)
     if spec.grid is not None:
         for label, point in spec.grid.points():
             yield label, "grid", point_config(point, spec.base)
@@ -205,11 +227,13 @@ def kept_without_validation(
     """The sweep without a validation split where it was registered before validation splits
     existed (``stored_configs``, its stored runs' configurations, all lack the field) and its
     file does not set one: a sweep resumes as it started rather than training every run again.
+    Runs stored since hold ``validation: 0.0`` explicitly, so the values decide, not the key.
     None where the sweep stands as written."""
     data = parse_yaml(text, "<sweep>")
     base = data.get("base") if isinstance(data, dict) else None
     given = isinstance(base, dict) and "validation" in base
-    if given or not stored_configs or any("validation" in c for c in stored_configs):
+    held_out = any(c.get("validation", 0.0) for c in stored_configs)
+    if given or not stored_configs or held_out:
         return None
     return spec.model_copy(update={"base": spec.base.model_copy(update={"validation": 0.0})})
 

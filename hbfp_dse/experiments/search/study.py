@@ -77,11 +77,16 @@ def check_target(target_acc: float) -> None:
 
 
 def create_study(
-    storage: str | None, study_name: str, space: SearchSpace, target_acc: float
+    storage: str | None,
+    study_name: str,
+    space: SearchSpace,
+    target_acc: float,
+    validation: float = 0.0,
 ) -> optuna.Study:
     """Create or resume the study. ``storage`` is a SQLAlchemy URL (Optuna's tables sit beside
     the store's ``hbfp_`` ones) or None for memory. A resumed study must have the same target,
-    sampler and choices: its stored trials are only comparable under those."""
+    sampler, choices and validation share (what its objective is measured on): its stored
+    trials are only comparable under those."""
     check_target(target_acc)
     directions = ["maximize"] if space.sampler == "tpe" else ["maximize", "maximize"]
     study = optuna.create_study(
@@ -91,7 +96,7 @@ def create_study(
         directions=directions,
         load_if_exists=True,
     )
-    _bind(study, space, target_acc)
+    _bind(study, space, target_acc, validation)
     if study.metric_names is None:  # named for optuna-dashboard ("Objective 0" otherwise)
         with warnings.catch_warnings():  # flagged experimental since v3.2, and the way to do it
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -113,9 +118,10 @@ def _storage(url: str | None) -> optuna.storages.BaseStorage | None:
         )
 
 
-def _bind(study: optuna.Study, space: SearchSpace, target_acc: float) -> None:
+def _bind(study: optuna.Study, space: SearchSpace, target_acc: float, validation: float) -> None:
     wanted = {
         "target_acc": target_acc,
+        "validation": validation,
         "space": space.model_dump(mode="json", include=_SHAPE_FIELDS),
     }
     stored = study.user_attrs.get(_STUDY_ATTR)
@@ -126,6 +132,13 @@ def _bind(study: optuna.Study, space: SearchSpace, target_acc: float) -> None:
         raise UserError(
             f"study {study.study_name!r} searches for accuracy >= {stored['target_acc']}, "
             f"not {target_acc}; give another study name"
+        )
+    # Studies from before validation splits chose on test accuracy, as validation 0 does.
+    if stored.get("validation", 0.0) != validation:
+        raise UserError(
+            f"study {study.study_name!r} chooses on a validation share of "
+            f"{stored.get('validation', 0.0)}, not {validation}; set 'validation' in the base "
+            "to that, or give another study name"
         )
     changed = sorted(k for k in _SHAPE_FIELDS if stored["space"].get(k) != wanted["space"][k])
     if changed:

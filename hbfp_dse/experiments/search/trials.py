@@ -217,7 +217,7 @@ def prepare(store: Store, job: SearchJob) -> int:
     """Create or check the study, and register the sweep (without its grid runs) so that
     trials can be stored under it. The study is made here, once, because processes that
     create Optuna's tables at the same time collide. Call :func:`check_search` first."""
-    study = create_study(store.url, job.study_name, job.space, job.target)
+    study = create_study(store.url, job.study_name, job.space, job.target, job.spec.base.validation)
     if job.proposal is not None:
         enqueue_proposal(study, job.space, model_for(job.spec.base).layers, job.proposal)
     sweep_id, _ = store.register(job.spec.name, job.spec_yaml, provenance(job.source), [])
@@ -232,7 +232,7 @@ def search_worker(
     emit: Emit,
     worker: str | None = None,
 ) -> None:
-    study = create_study(store.url, job.study_name, job.space, job.target)
+    study = create_study(store.url, job.study_name, job.space, job.target, job.spec.base.validation)
     objective = _StoreObjective(store, sweep_id, job, options, emit, worker or worker_name())
     run_search(study, job.space, job.spec.base, objective, job.trials, job.timeout)
 
