@@ -149,3 +149,15 @@ def test_user_models_and_image_folders_are_never_cached(cache: Path) -> None:
     folder = TrainConfig(model="cnn", dataset="imagefolder", data_dir="/data/imagenet")
     assert model_shapes._cache_file(shape_of(user)) is None
     assert model_shapes._cache_file(shape_of(folder)) is None
+
+
+def test_a_failed_cache_write_leaves_no_file_behind(
+    cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def full_disk(src: str, dst: Path) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(model_shapes.os, "replace", full_disk)
+    config = TrainConfig(model="cnn", dataset="mnist-5k")
+    assert layers_and_macs(shape_of(config)) == counted_fresh(config, monkeypatch)
+    assert list((cache / "shapes").iterdir()) == []

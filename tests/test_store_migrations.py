@@ -282,6 +282,12 @@ def test_a_store_from_a_newer_hbfp_dse_is_refused(tmp_path: Path) -> None:
     assert "upgraded by a newer hbfp-dse" in result.stderr
     assert "--db" in result.stderr  # the command line's hint
     assert path.read_bytes() == before
+    # Refused before it asks for the write lock: another process holding it changes nothing.
+    with closing(sqlite3.connect(path, isolation_level=None)) as writer:
+        writer.execute("BEGIN IMMEDIATE")
+        with pytest.raises(NewerDatabaseError):
+            Store(url, create=False)
+        writer.execute("ROLLBACK")
 
 
 # The revisions themselves -----------------------------------------------------------------

@@ -12,6 +12,7 @@ import pytest
 import torch
 from fake_runs import run as fake_run
 
+from hbfp_dse.errors import UserError
 from hbfp_dse.experiments.report import (
     best_for_target,
     decision_warnings,
@@ -91,6 +92,23 @@ def test_text_validates_on_the_corpus_stretch_between_train_and_test() -> None:
     assert without.validation is None
     assert with_split.validation is not None
     assert torch.equal(with_split.train.windows, without.train.windows)  # type: ignore[union-attr]
+    # Any share selects that stretch, so every share is one configuration, one identity.
+    assert TrainConfig(**{**config.model_dump(), "validation": 0.3}).validation == 0.1
+
+
+def test_data_given_to_train_must_hold_the_split_its_configuration_asks_for() -> None:
+    config = TrainConfig(
+        model="mlp", dataset="mnist-5k", epochs=1, train_size=100, test_size=50, device="cpu"
+    )
+    held = load_config_data(config.model_copy(update={"validation": 0.2}))
+    with pytest.raises(
+        UserError, match="holds a validation split but the configuration's validation is 0:"
+    ):
+        train(config, data=held)
+    with pytest.raises(
+        UserError, match=r"holds no validation split but the configuration's validation is 0\.2"
+    ):
+        train(config.model_copy(update={"validation": 0.2}), data=load_config_data(config))
 
 
 def test_a_run_records_validation_accuracy_each_epoch_only_with_a_split() -> None:

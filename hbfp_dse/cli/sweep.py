@@ -105,8 +105,17 @@ def sweep(
 
 
 def _note_dropped(name: str, stored: list[RunRecord], planned: list[int]) -> None:
-    """Runs an earlier version of the file registered stay in the store (and in reports)."""
-    dropped = sorted({r.label for r in stored if r.id not in set(planned)})
+    """Runs an earlier version of the file registered stay in the store (and in reports);
+    a search's trials belong to no version of the file."""
+    planned_ids = set(planned)
+    kept = {r.config_id for r in stored if r.id in planned_ids}
+    dropped = sorted(
+        {
+            r.label
+            for r in stored
+            if r.trial_number is None and r.id not in planned_ids and r.config_id not in kept
+        }
+    )
     if dropped:
         err_console.print(
             f"note: {name} also holds {len(dropped)} configuration(s) this file no longer "

@@ -122,8 +122,12 @@ def _write(path: Path, counted: Counted) -> None:
     text = json.dumps({"layers": [asdict(x) for x in layers], "macs": [asdict(m) for m in macs]})
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False) as file:
-            file.write(text)
-        os.replace(file.name, path)  # readers see a whole file or none
+        descriptor, name = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
     except OSError:
-        pass  # an unwritable cache only costs the next command the count
+        return  # an unwritable cache only costs the next command the count
+    try:
+        with os.fdopen(descriptor, "w") as file:
+            file.write(text)
+        os.replace(name, path)  # readers see a whole file or none
+    except OSError:
+        Path(name).unlink(missing_ok=True)  # a full disk leaves no half-written file

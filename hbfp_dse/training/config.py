@@ -19,7 +19,9 @@ DEFAULT_LOADER_WORKERS = 4
 DEFAULT_CONTEXT_LENGTH = 64  # tokens a text sample holds
 FOLDER_DATASET = "imagefolder"  # train/ and val/ folders of images
 TEXT_DATASETS = ("pydoc-topics", "text")
-DEFAULT_VALIDATION = 0.1  # a sweep's validation share unless its file gives one
+# A sweep's validation share unless its file gives one. It is in every such run's identity:
+# changing it would train every stored sweep's runs again.
+DEFAULT_VALIDATION = 0.1
 TORCHVISION_PREFIX = "tv:"  # model: tv:resnet18, a torchvision model
 # Seeds are stored in 32-bit integer columns (PostgreSQL's INTEGER).
 Seed = Annotated[int, Field(ge=0, le=2**31 - 1)]
@@ -213,8 +215,8 @@ class TrainConfig(StrictModel):
 
     @model_validator(mode="after")
     def _folder_settings(self) -> TrainConfig:
-        """Image folders' settings: refused elsewhere, and a default given is the default, so
-        that a setting that changes nothing never changes a run's identity."""
+        """Image folders' and text's settings: refused elsewhere, and a default given is the
+        default, so that a setting that changes nothing never changes a run's identity."""
         folders = self.dataset == FOLDER_DATASET
         if self.image_size is not None and not folders:
             raise ValueError("image_size applies to dataset imagefolder only")
@@ -227,6 +229,8 @@ class TrainConfig(StrictModel):
             raise ValueError("context_length applies to the text datasets only")
         if self.context_length == DEFAULT_CONTEXT_LENGTH:
             self.context_length = None
+        if text and self.validation:  # any share selects the corpus's validation stretch
+            self.validation = DEFAULT_VALIDATION
         return self
 
     @field_validator("weight_storage")

@@ -112,29 +112,22 @@ def load_config_data(config: TrainConfig) -> Data:
 
 
 def _load_data(config: TrainConfig) -> Data:
-    dataset, root, download, train_size, test_size, split_seed, _, image_size, workers, context = (
-        config.data_key()
-    )
+    dataset, root = config.dataset, config.data_dir
+    sizes = {"train_size": config.train_size, "test_size": config.test_size}
     if dataset in TEXT_DATASETS:
-        return load_text(dataset, root, context=context, train_size=train_size, test_size=test_size)
+        return load_text(dataset, root, context=config.context_length, **sizes)
     if is_import_path(dataset):
-        return subsets(user_dataset(dataset, root), train_size, test_size, split_seed)
+        return subsets(user_dataset(dataset, root), split_seed=config.split_seed, **sizes)
     if dataset == FOLDER_DATASET:
         return load_folders(
             Path(root).expanduser() if root is not None else None,
-            image_size=image_size,
-            workers=workers,
-            train_size=train_size,
-            test_size=test_size,
-            split_seed=split_seed,
+            image_size=config.image_size,
+            workers=config.loader_workers,
+            split_seed=config.split_seed,
+            **sizes,
         )
     return load_dataset(
-        dataset,
-        root=root,
-        download=download,
-        train_size=train_size,
-        test_size=test_size,
-        split_seed=split_seed,
+        dataset, root=root, download=config.download, split_seed=config.split_seed, **sizes
     )
 
 
@@ -154,6 +147,12 @@ def _initial_state(config: TrainConfig, data: Data | None) -> TrainingState:
         raise UserError(
             f"the data given is {data.info.name!r} but the configuration trains on "
             f"{config.dataset!r}"
+        )
+    elif (config.validation > 0) != (data.validation is not None):
+        held = "holds a" if data.validation is not None else "holds no"
+        raise UserError(
+            f"the data given {held} validation split but the configuration's validation is "
+            f"{config.validation:g}: load it with load_config_data(config)"
         )
     # A process of its own noise: shares of one batch must not round alike.
     quant_noise = NoiseStream(config.seed + 1 + ((ranks.rank if ranks else 0) << 32))

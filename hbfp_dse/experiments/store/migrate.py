@@ -161,6 +161,7 @@ def _upgrade(engine: Engine, url: str) -> None:
     with engine.connect() as connection:
         if _recorded(connection) == HEAD:
             return  # the usual case, and it writes nothing
+        _current(connection, url)  # a newer hbfp-dse's store is refused before any lock
     try:
         with _locked(engine) as connection:
             config = alembic_config(connection)
