@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from hbfp_dse.experiments.store import Environment, Provenance, RunRecord, RunStatus
+from hbfp_dse.experiments.store import Environment, NewRun, Provenance, RunRecord, RunStatus, Store
 from hbfp_dse.training.results import EpochRecord
 
 WHEN = datetime(2025, 1, 1)
@@ -121,3 +122,49 @@ def quick_sweep() -> list[RunRecord]:
         for i, (label, acc, density, kind) in enumerate(points)
         for seed in (0, 1)
     ]
+
+
+# label, kind, final accuracy (None: never trained), density[, seed]
+StoredRun = tuple[str, str, float | None, float] | tuple[str, str, float | None, float, int]
+
+
+def new_run(label: str, kind: str, density: float, seed: int = 0) -> NewRun:
+    fmt = label if kind == "baseline" else "hbfp4"
+    return NewRun(
+        run_hash=f"hash-{label}-{seed}",
+        config_id=f"config-{label}",
+        label=label,
+        kind=kind,
+        config={"model": "cnn", "dataset": "mnist-5k", "epochs": 3, "seed": seed},
+        seed=seed,
+        density=density,
+        density_vs_bf16=density / 4.84,
+        mac_share={fmt: 1.0},
+        schedule=[{"epochs": [0, 2], "formats": {"conv": fmt, "fc": fmt}}],
+    )
+
+
+def fill(url: str, runs: Sequence[StoredRun]) -> None:
+    """Registers ``runs`` in sweep ``paper`` and records the trained ones as a worker would."""
+    store = Store(url)
+    sweep_id, _ = store.register(
+        "paper",
+        "name: paper\n",
+        PROVENANCE,
+        [new_run(r[0], r[1], r[3], *r[4:]) for r in runs],
+    )
+    for accuracy in (r[2] for r in runs):
+        if accuracy is None:
+            continue
+        lease = store.claim(sweep_id, "test-host:1").lease
+        store.start_attempt(lease, [], ENVIRONMENT)
+        for record in epochs(accuracy, 3, seconds=2.0, rate=500.0):
+            store.record_epoch(lease, record)
+        store.finish(
+            lease,
+            "done",
+            final_acc=accuracy,
+            best_acc=accuracy,
+            final_val_acc=accuracy - VALIDATION_GAP,
+        )
+    store.close()

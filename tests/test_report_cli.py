@@ -12,10 +12,9 @@ from pathlib import Path
 
 import pytest
 from cli_runs import invoke, ok, user_error
-from fake_runs import ENVIRONMENT, PROVENANCE, VALIDATION_GAP, epochs
+from fake_runs import VALIDATION_GAP, fill
 
 from hbfp_dse.experiments.latex import escape
-from hbfp_dse.experiments.store import NewRun, Store
 
 # label, kind, final accuracy (None: never trained), density
 RUNS = [
@@ -26,52 +25,10 @@ RUNS = [
 ]
 
 
-def new_run(label: str, kind: str, density: float) -> NewRun:
-    fmt = label if kind == "baseline" else "hbfp4"
-    return NewRun(
-        run_hash=f"hash-{label}",
-        config_id=f"config-{label}",
-        label=label,
-        kind=kind,
-        config={"model": "cnn", "dataset": "mnist-5k", "epochs": 3, "seed": 0},
-        seed=0,
-        density=density,
-        density_vs_bf16=density / 4.84,
-        mac_share={fmt: 1.0},
-        schedule=[{"epochs": [0, 2], "formats": {"conv": fmt, "fc": fmt}}],
-    )
-
-
-def fill(url: str, runs=RUNS) -> None:
-    """Registers ``runs`` and records the trained ones as a worker would."""
-    store = Store(url)
-    sweep_id, _ = store.register(
-        "paper",
-        "name: paper\n",
-        PROVENANCE,
-        [new_run(label, kind, d) for label, kind, _, d in runs],
-    )
-    for _, _, accuracy, _ in runs:
-        if accuracy is None:
-            continue
-        lease = store.claim(sweep_id, "test-host:1").lease
-        store.start_attempt(lease, [], ENVIRONMENT)
-        for record in epochs(accuracy, 3, seconds=2.0, rate=500.0):
-            store.record_epoch(lease, record)
-        store.finish(
-            lease,
-            "done",
-            final_acc=accuracy,
-            best_acc=accuracy,
-            final_val_acc=accuracy - VALIDATION_GAP,
-        )
-    store.close()
-
-
 @pytest.fixture(scope="module")
 def url(tmp_path_factory: pytest.TempPathFactory) -> str:
     url = f"sqlite:///{tmp_path_factory.mktemp('report') / 'results.db'}"
-    fill(url)
+    fill(url, RUNS)
     return url
 
 

@@ -69,12 +69,13 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> str:
         ["report"],
         ["report", "--format", "json"],
         ["best", "--target-acc", "0.01"],
+        ["compare"],
     ],
 )
 def test_commands_that_train_nothing_never_import_torch(
     args: list[str], store: str, tmp_path: Path
 ) -> None:
-    needs_store = args[0] in ("report", "best")
+    needs_store = args[0] in ("report", "best", "compare")
     line, done = cli(*args, *(["--db", store] if needs_store else []), cache=tmp_path)
     assert line == "NO TORCH 0", done.stdout + done.stderr
     assert done.stdout.strip()

@@ -8,6 +8,7 @@ from .. import __version__
 from .analyze import analyze
 from .bench import bench
 from .best import best
+from .compare import compare_command
 from .cost import cost
 from .formats import formats
 from .report import report
@@ -29,6 +30,7 @@ app.command()(bench)
 app.command()(sweep)
 app.command()(report)
 app.command()(best)
+app.command("compare")(compare_command)
 app.command()(search)
 app.command()(analyze)
 

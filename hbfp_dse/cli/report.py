@@ -25,7 +25,7 @@ from ..experiments.store import RunRecord, Store
 from ..lazy import lazy_module
 from .common import console, err_console, print_json, print_table, user_errors
 from .options import DbOption, SweepOption, checked_target
-from .tables import print_summary_table, summary_rows, titled_rows
+from .tables import markdown_summary, print_summary_table, summary_rows, titled_rows
 
 # matplotlib loads only for a plot.
 plots = lazy_module("hbfp_dse.experiments.plots")
@@ -37,11 +37,15 @@ class ReportFormat(StrEnum):
     csv = "csv"
     json = "json"
     latex = "latex"
+    markdown = "markdown"
 
 
 ReportFormatOption = Annotated[
     ReportFormat,
-    typer.Option("--format", help="Output format; latex: a booktabs tabular of the table."),
+    typer.Option(
+        "--format",
+        help="Output format; latex: a booktabs tabular of the table; markdown: the table.",
+    ),
 ]
 PlotOption = Annotated[
     Path | None,
@@ -103,7 +107,7 @@ def report(
 ) -> None:
     """Configurations with accuracy (mean over seeds, 95% confidence interval, drop vs FP32),
     density and status; Pareto front marked; as a table, CSV, JSON (each run with its
-    configuration, timings and epochs) or LaTeX. --plot and --curves draw them. With
+    configuration, timings and epochs), LaTeX or Markdown. --plot and --curves draw them. With
     --layers: where each run loses precision, per layer and epoch."""
     _check_flags(output, plot, curves, target_acc, layers, (statistic, operand))
     target = None if target_acc is None else checked_target(target_acc)
@@ -137,6 +141,8 @@ def report(
         typer.echo(_csv(rows), nl=False)
     elif output is ReportFormat.latex:
         typer.echo(latex.tabular(summaries), nl=False)
+    elif output is ReportFormat.markdown:
+        typer.echo(markdown_summary(rows), nl=False)
     elif not rows:
         console.print("no runs stored yet")
     else:
@@ -165,8 +171,8 @@ def _check_flags(
         raise UserError("--statistic and --operand choose what --layers shows: add --layers")
     if layers and (curves is not None or target_acc is not None):
         raise UserError("--curves and --target-acc draw the runs' results: not with --layers")
-    if layers and output is ReportFormat.latex:
-        raise UserError("--format latex is the results table: not with --layers")
+    if layers and output in (ReportFormat.latex, ReportFormat.markdown):
+        raise UserError(f"--format {output} is the results table: not with --layers")
     if target_acc is not None and plot is None and curves is None:
         raise UserError(
             "--target-acc draws a target line on --plot or --curves: add one of them "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
 from rich.table import Table
@@ -98,3 +99,26 @@ def print_summary_table(rows: list[dict[str, Any]]) -> None:
         style = "bold" if row["pareto"] else None
         table.add_row(*(str(row[key]) for key in columns), style=style)
     print_table(table)
+
+
+def markdown_table(rows: list[dict[str, Any]], numeric: Collection[str] = ()) -> str:
+    """``rows`` (titles for keys, in order) as a GitHub Markdown table; ``numeric`` columns
+    right-aligned."""
+    if not rows:
+        return ""
+    titles = list(rows[0])
+
+    def line(cells: list[str]) -> str:
+        return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
+
+    rule = ["---:" if t in numeric else "---" for t in titles]
+    body = [line([str(row[t]) for t in titles]) for row in rows]
+    return "\n".join([line(titles), line(rule), *body]) + "\n"
+
+
+def markdown_summary(rows: list[dict[str, Any]]) -> str:
+    """The results table as ``report`` prints it, in Markdown."""
+    columns = shown_columns(rows)
+    shown = [{title: row[key] for key, title in columns.items()} for row in rows]
+    text = {"sweep", "configuration", "status", "front"}
+    return markdown_table(shown, {t for t in columns.values() if t not in text})
