@@ -108,19 +108,19 @@ def test_matmul_operand_blocks_along_its_gemm_reduction_axis(
     assert not torch.allclose(got, wrong_axis)
 
 
-def test_matmul_reference_blocking_reuses_forward_operands() -> None:
+@pytest.mark.parametrize(
+    ("blocking", "b_dim"),
+    [
+        pytest.param("reference", -2, id="reference-B-along-k"),
+        pytest.param("emulator", -1, id="emulator-B-along-n"),
+    ],
+)
+def test_matmul_reuse_blockings_reuse_forward_operands(blocking: str, b_dim: int) -> None:
+    """Both quantize a, b and dc once and reuse them; emulator blocks b along its last
+    dimension."""
     a, b, dc = heavy(*SHAPES["a"], seed=1), heavy(*SHAPES["b"], seed=2), heavy(*SHAPES["dc"])
-    got = matmul_step(a, b, dc, blocking="reference")
-    aq, bq, dcq = q(a, -1), q(b, -2), q(dc, -1)
-    assert_close(got["c"], aq @ bq)
-    assert_close(got["da"], dcq @ bq.transpose(-2, -1))
-    assert_close(got["db"], aq.transpose(-2, -1) @ dcq)
-
-
-def test_matmul_emulator_blocking_blocks_b_along_its_last_dimension() -> None:
-    a, b, dc = heavy(*SHAPES["a"], seed=1), heavy(*SHAPES["b"], seed=2), heavy(*SHAPES["dc"])
-    got = matmul_step(a, b, dc, blocking="emulator")
-    aq, bq, dcq = q(a, -1), q(b, -1), q(dc, -1)
+    got = matmul_step(a, b, dc, blocking=blocking)
+    aq, bq, dcq = q(a, -1), q(b, b_dim), q(dc, -1)
     assert_close(got["c"], aq @ bq)
     assert_close(got["da"], dcq @ bq.transpose(-2, -1))
     assert_close(got["db"], aq.transpose(-2, -1) @ dcq)

@@ -33,10 +33,11 @@ class QuantSpec:
     """A layer's number format and how its GEMM operands are blocked and rounded.
 
     ``blocking="reduction"`` quantizes every operand of every GEMM along that GEMM's
-    reduction axis from the full-precision tensor; ``"reference"`` reproduces the older
-    emulator: X and W quantized once in the forward pass and reused, dY quantized once;
-    ``"emulator"`` reproduces that emulator's code exactly: the same reuse, with every tensor
-    blocked along its last dimension.
+    reduction axis from the full-precision tensor; ``"reference"`` takes the older
+    emulator's reuse: X and W quantized once in the forward pass and reused, dY quantized
+    once; ``"emulator"`` follows the semantics of that emulator's ``float_to_bfp_blocked``:
+    the same reuse, with every tensor blocked along its last dimension (never checked bit
+    for bit against its code).
     Gradient operands (dY) use ``backward_rounding``; X and W use ``forward_rounding``.
     """
 
