@@ -7,6 +7,8 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+import pytest
+
 from hbfp_dse.experiments.store import Environment, NewRun, Provenance, RunRecord, RunStatus, Store
 from hbfp_dse.training.results import EpochRecord
 
@@ -142,6 +144,13 @@ def new_run(label: str, kind: str, density: float, seed: int = 0) -> NewRun:
         mac_share={fmt: 1.0},
         schedule=[{"epochs": [0, 2], "formats": {"conv": fmt, "fc": fmt}}],
     )
+
+
+def filled_store(tmp_path_factory: pytest.TempPathFactory, runs: Sequence[StoredRun]) -> str:
+    """The URL of a new SQLite store holding ``runs`` (:func:`fill`)."""
+    url = f"sqlite:///{tmp_path_factory.mktemp('store') / 'results.db'}"
+    fill(url, runs)
+    return url
 
 
 def fill(url: str, runs: Sequence[StoredRun]) -> None:

@@ -7,7 +7,7 @@ import json
 
 import pytest
 from cli_runs import invoke, ok, user_error
-from fake_runs import fill, run
+from fake_runs import filled_store, run
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
@@ -74,9 +74,7 @@ STORED = [
 
 @pytest.fixture(scope="module")
 def url(tmp_path_factory: pytest.TempPathFactory) -> str:
-    url = f"sqlite:///{tmp_path_factory.mktemp('compare') / 'results.db'}"
-    fill(url, STORED)
-    return url
+    return filled_store(tmp_path_factory, STORED)
 
 
 def test_compare_prints_each_difference_against_fp32(url: str) -> None:

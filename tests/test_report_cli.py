@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from cli_runs import invoke, ok, user_error
-from fake_runs import VALIDATION_GAP, fill
+from fake_runs import VALIDATION_GAP, fill, filled_store
 
 from hbfp_dse.experiments.latex import escape
 
@@ -27,9 +27,7 @@ RUNS = [
 
 @pytest.fixture(scope="module")
 def url(tmp_path_factory: pytest.TempPathFactory) -> str:
-    url = f"sqlite:///{tmp_path_factory.mktemp('report') / 'results.db'}"
-    fill(url, RUNS)
-    return url
+    return filled_store(tmp_path_factory, RUNS)
 
 
 def test_json_gives_each_run_its_configuration_timings_throughput_and_epochs(url: str) -> None:
