@@ -152,7 +152,7 @@ def test_the_schema_example_in_the_sweep_readme_is_a_valid_sweep() -> None:
     assert example is not None
     spec = parse_sweep(example.group(1), "sweeps/README.md")
     assert spec.search is not None
-    assert len(expand(spec)) == spec.run_count == (4 + 2 * 2 * 2 * 3 * 2 * 3) * 3
+    assert len(expand(spec)) == spec.run_count == (5 + 2 * 2 * 2 * 3 * 2 * 3) * 3
 
 
 def test_an_empty_sweep_file_says_what_it_lacks(tmp_path: Path) -> None:
