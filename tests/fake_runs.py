@@ -153,12 +153,13 @@ def filled_store(tmp_path_factory: pytest.TempPathFactory, runs: Sequence[Stored
     return url
 
 
-def fill(url: str, runs: Sequence[StoredRun]) -> None:
-    """Registers ``runs`` in sweep ``paper`` and records the trained ones as a worker would."""
+def fill(url: str, runs: Sequence[StoredRun], sweep: str = "paper") -> None:
+    """Registers ``runs`` in ``sweep`` and records the trained ones as a worker would, in
+    order: claims go by run id, so that an untrained run (accuracy None) must come last."""
     store = Store(url)
     sweep_id, _ = store.register(
-        "paper",
-        "name: paper\n",
+        sweep,
+        f"name: {sweep}\n",
         PROVENANCE,
         [new_run(r[0], r[1], r[3], *r[4:]) for r in runs],
     )

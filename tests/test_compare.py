@@ -7,7 +7,7 @@ import json
 
 import pytest
 from cli_runs import invoke, ok, user_error
-from fake_runs import filled_store, run
+from fake_runs import fill, filled_store, run
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
@@ -25,10 +25,10 @@ accuracies = st.lists(st.integers(5000, 10000).map(lambda k: k / 10000), min_siz
 @given(accuracies, accuracies)
 def test_welch_interval_equals_scipys(a: list[float], b: list[float]) -> None:
     half = welch_half_width(a, b)
-    assert half is not None
     if len(set(a)) == len(set(b)) == 1:
-        assert half == 0
+        assert half is None  # no spread: no interval
         return
+    assert half is not None
     low, high = stats.ttest_ind(a, b, equal_var=False).confidence_interval(0.95)
     assert half == pytest.approx((high - low) / 2, rel=1e-9, abs=1e-12)
 
@@ -48,6 +48,7 @@ def test_verdicts_follow_the_interval_of_the_difference() -> None:
         + seeds("hbfp4", [0.880, 0.881, 0.879], 18.95)  # clearly lower
         + seeds("bf16", [0.92, 0.921, 0.919], 4.84)  # clearly higher
         + seeds("hbfp6", [0.91], 11.79)
+        + seeds("hbfp5", [0.9, 0.9, 0.9], 14.12)
     )
     fp32 = reference_of(summaries, None)
     verdicts = {d.summary.label: d.verdict for d in compare(summaries, fp32)}
@@ -56,7 +57,12 @@ def test_verdicts_follow_the_interval_of_the_difference() -> None:
         "hbfp4": "lower",
         "bf16": "higher",
         "hbfp6": "one seed: cannot tell",
+        "hbfp5": "no difference detected",  # fp32's seeds spread
     }
+    same = summarize(seeds("fp32", [0.9, 0.9], 1.0) + seeds("hbfp4", [0.88, 0.88], 18.95))
+    [unspread] = compare(same, reference_of(same, None))
+    assert unspread.interval is None
+    assert unspread.verdict == "no spread over seeds: cannot tell"
     [narrow] = compare(summaries[2:3], reference_of(summaries, "hbfp8"))
     assert narrow.density_ratio == pytest.approx(18.95 / 7.9)
     assert narrow.difference == pytest.approx(0.880 - 0.901)
@@ -109,3 +115,22 @@ def test_the_report_table_in_markdown(url: str) -> None:
     lines = ok("report", "--db", url, "--format", "markdown").output.splitlines()
     assert lines[0].startswith("| configuration | val acc % | test acc % | ± 95% CI |")
     assert [line.split(" | ")[0] for line in lines[2:]] == ["| hbfp4", "| hbfp8", "| fp32"]
+
+
+def test_only_the_reference_sweeps_configurations_are_compared(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    url = filled_store(tmp_path_factory, STORED)
+    fill(url, [("hbfp4", "baseline", 0.5, 18.95, 0), ("hbfp4", "baseline", 0.6, 18.95, 1)], "other")
+    rows = ok("compare", "--db", url, "--format", "markdown").output.splitlines()[2:]
+    assert [row.split(" | ")[:3] for row in rows] == [
+        ["| hbfp4", "85.50", "2"],
+        ["| hbfp8", "90.55", "2"],
+    ]
+    found = json.loads(ok("compare", "hbfp4", "--db", url, "--format", "json").output)
+    assert [d["sweep"] for d in found["differences"]] == ["paper"]
+    fill(url, [("fp32", "baseline", 0.7, 1.0, 0)], "third")
+    user_error(
+        invoke("compare", "--db", url), "FP32 configurations of several sweeps (paper, third)"
+    )
+    user_error(invoke("compare", "--db", url, "--sweep", "other"), "no FP32 configuration")

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from ..experiments.comparison import Difference, compare, find, reference_of
+from ..experiments.comparison import Difference, compare, find, of_sweep, reference_of
 from ..experiments.report import summarize, table_order
 from ..experiments.store import Store
 from .common import console, print_json, print_table, user_errors
@@ -46,10 +46,12 @@ def compare_command(
 ) -> None:
     """Each configuration's mean test accuracy minus the reference's, with the 95% confidence
     interval of that difference over seeds (Welch), a verdict (higher, lower, or no
-    difference detected at this number of seeds) and the density ratio."""
+    difference detected at this number of seeds) and the density ratio. Only configurations
+    of the reference's sweep are compared."""
     summaries = table_order(summarize(Store(db, create=False).runs(sweep)))
     reference = reference_of(summaries, against)
-    chosen = summaries if not labels else [find(summaries, label) for label in labels]
+    candidates = of_sweep(summaries, reference.sweep)
+    chosen = candidates if not labels else [find(candidates, label) for label in labels]
     differences = compare(chosen, reference)
     rows = [_row(d) for d in differences]
     if not rows and output is not CompareFormat.json:

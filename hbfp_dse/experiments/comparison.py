@@ -13,7 +13,13 @@ from typing import Literal
 from ..errors import UserError
 from .report import ConfigSummary
 
-Verdict = Literal["higher", "lower", "no difference detected", "one seed: cannot tell"]
+Verdict = Literal[
+    "higher",
+    "lower",
+    "no difference detected",
+    "one seed: cannot tell",
+    "no spread over seeds: cannot tell",
+]
 
 
 @dataclass(frozen=True)
@@ -23,7 +29,8 @@ class Difference:
     summary: ConfigSummary
     reference: ConfigSummary
     difference: float
-    half_width: float | None  # of the 95% interval of the difference; None for one seed
+    # Of the 95% interval of the difference; None for one seed, or no spread over the seeds.
+    half_width: float | None
 
     @property
     def interval(self) -> tuple[float, float] | None:
@@ -35,7 +42,9 @@ class Difference:
     def verdict(self) -> Verdict:
         interval = self.interval
         if interval is None:
-            return "one seed: cannot tell"
+            if min(len(self.summary.done), len(self.reference.done)) < 2:
+                return "one seed: cannot tell"
+            return "no spread over seeds: cannot tell"
         if interval[0] > 0:
             return "higher"
         if interval[1] < 0:
@@ -51,12 +60,13 @@ class Difference:
 def welch_half_width(a: Sequence[float], b: Sequence[float]) -> float | None:
     """The half-width of the 95% confidence interval of mean(a) - mean(b), the seeds of each
     independent and their variances not assumed equal (Welch, Satterthwaite's degrees of
-    freedom); None unless both have two values or more."""
+    freedom); None unless both have two values or more, and None where neither varies: seeds
+    that happen to agree to the image say nothing about how far other seeds would spread."""
     if len(a) < 2 or len(b) < 2:
         return None
     va, vb = statistics.variance(a) / len(a), statistics.variance(b) / len(b)
     if va + vb == 0:
-        return 0.0
+        return None
     freedom = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
     from scipy.stats import t as student_t  # a slow import: only where it is used
 
@@ -73,7 +83,14 @@ def find(summaries: Sequence[ConfigSummary], label: str) -> ConfigSummary:
         sweeps = ", ".join(s.sweep for s in found)
         raise UserError(f"configuration {label!r} is in several sweeps ({sweeps}): give --sweep")
     known = ", ".join(sorted({s.label for s in summaries})) or "none stored"
-    raise UserError(f"no configuration labelled {label!r} (configurations: {known})")
+    sweeps = {s.sweep for s in summaries}
+    where = f" of sweep {next(iter(sweeps))}" if len(sweeps) == 1 else ""
+    raise UserError(f"no configuration labelled {label!r} (configurations{where}: {known})")
+
+
+def of_sweep(summaries: Sequence[ConfigSummary], sweep: str) -> list[ConfigSummary]:
+    """The configurations of one sweep: only those share a reference's data and recipe."""
+    return [s for s in summaries if s.sweep == sweep]
 
 
 def reference_of(summaries: Sequence[ConfigSummary], label: str | None) -> ConfigSummary:
@@ -81,11 +98,11 @@ def reference_of(summaries: Sequence[ConfigSummary], label: str | None) -> Confi
     if label is not None:
         return find(summaries, label)
     fp32 = [s for s in summaries if s.is_fp32]
-    if len(fp32) != 1:
-        raise UserError(
-            "give the reference with --against: "
-            + ("no FP32 configuration is stored" if not fp32 else "there are several FP32 ones")
-        )
+    if not fp32:
+        raise UserError("no FP32 configuration is stored: give the reference with --against")
+    if len(fp32) > 1:
+        sweeps = ", ".join(sorted({s.sweep for s in fp32}))
+        raise UserError(f"FP32 configurations of several sweeps ({sweeps}): give --sweep")
     return fp32[0]
 
 
