@@ -5,10 +5,13 @@ from __future__ import annotations
 import re
 import shlex
 import shutil
+import sqlite3
 from pathlib import Path
 
 import pytest
 from cli_runs import ok
+
+from hbfp_dse.experiments.sweepfile import expand, load_sweep
 
 ROOT = Path(__file__).parent.parent
 RESULTS = ROOT / "docs" / "RESULTS.md"
@@ -36,3 +39,18 @@ def test_a_printed_table_is_what_its_command_prints(
     shutil.copyfile(ROOT / "docs" / "results" / "paper.db", store)
     args = shlex.split(command)[1:]
     assert ok(*args, "--db", f"sqlite:///{store}").output == table
+
+
+@pytest.mark.parametrize("sweep", ["paper-cpu", "paper-cpu-layers", "vit", "gpt"])
+def test_the_committed_store_holds_exactly_each_sweep_files_runs(sweep: str) -> None:
+    spec, _ = load_sweep(ROOT / "sweeps" / f"{sweep}.yaml")
+    planned = {(run.label, run.run_hash) for run in expand(spec)}
+    store = sqlite3.connect(f"file:{ROOT / 'docs' / 'results' / 'paper.db'}?mode=ro", uri=True)
+    stored = store.execute(
+        "SELECT r.label, r.run_hash, r.status FROM hbfp_runs r "
+        "JOIN hbfp_sweeps s ON r.sweep_id = s.id WHERE s.name = ?",
+        (sweep,),
+    ).fetchall()
+    store.close()
+    assert {(label, run_hash) for label, run_hash, _ in stored} == planned
+    assert {status for _, _, status in stored} == {"done"}

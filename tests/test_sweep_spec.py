@@ -303,3 +303,22 @@ def test_seeds_fit_the_stores_integer_columns() -> None:
 def test_yaml_nested_too_deeply_is_one_clear_error() -> None:
     with pytest.raises(UserError, match="nested too deeply"):
         parse_sweep("a: " + "[" * 20_000 + "]" * 20_000 + "\n", "deep.yaml")
+
+
+def test_a_baseline_is_labelled_by_what_it_overrides_in_its_base() -> None:
+    spec = parse_sweep(
+        "name: labels\n"
+        + BASE.replace("}", ", blocking: emulator}")
+        + "baselines:\n  - hbfp4\n  - {schedule: hbfp4, blocking: reduction}\n"
+        + "  - {schedule: hbfp4, blocking: emulator, rounding: nearest}\n"
+    )
+    assert sorted({run.label for run in expand(spec)}) == ["hbfp4", "hbfp4 reduction"]
+
+
+def test_two_configurations_under_one_label_are_refused() -> None:
+    with pytest.raises(UserError, match="both labelled 'mine'"):
+        parse_sweep(
+            "name: labels\n" + BASE + "baselines:\n  - {label: mine, schedule: hbfp4}\n"
+            "  - {label: mine, schedule: hbfp6}\n",
+            "sweep.yaml",
+        )

@@ -115,14 +115,19 @@ class Baseline(StrictModel):
     def _shorthand(cls, value: Any) -> Any:
         return {"schedule": value} if isinstance(value, str) else value
 
-    @property
-    def name(self) -> str:
+    def name_in(self, base: TrainConfig) -> str:
+        """The label of this baseline's runs: its own, or its schedule's name followed by the
+        rounding and blocking it overrides where they differ from ``base``'s."""
         if self.label:
             return self.label
         parts = [self.schedule.short_name or "custom"]
-        if self.rounding is not None and self.rounding.label != "nearest":
-            parts.append(self.rounding.label)
-        if self.blocking is not None and self.blocking != "reduction":
+        rounding = self.rounding
+        if rounding is not None and (rounding.forward, rounding.backward) != (
+            base.forward_rounding,
+            base.backward_rounding,
+        ):
+            parts.append(rounding.label)
+        if self.blocking is not None and self.blocking != base.blocking:
             parts.append(self.blocking)
         return " ".join(parts)
 
@@ -189,7 +194,7 @@ class PlannedRun:
 
 def _variants(spec: SweepSpec) -> Iterator[tuple[str, RunKind, TrainConfig]]:
     for baseline in spec.baselines:
-        yield baseline.name, "baseline", baseline.config(spec.base)
+        yield baseline.name_in(spec.base), "baseline", baseline.config(spec.base)
     if spec.grid is not None:
         for label, point in spec.grid.points():
             yield label, "grid", point_config(point, spec.base)
@@ -210,6 +215,19 @@ def expand(spec: SweepSpec, max_runs: int = DEFAULT_MAX_RUNS) -> list[PlannedRun
             run = PlannedRun(label, kind, config)
             runs.setdefault(run.run_hash, run)
     return list(runs.values())
+
+
+def check_labels(spec: SweepSpec) -> None:
+    """Refuses two different configurations under one label: reports and comparisons find a
+    configuration by its label."""
+    labelled: dict[str, str] = {}  # label -> config_id
+    for label, kind, variant in _variants(spec):
+        config_id = PlannedRun(label, kind, variant).config_id
+        if labelled.setdefault(label, config_id) != config_id:
+            raise UserError(
+                f"two different configurations are both labelled {label!r}: "
+                "give one of them a 'label'"
+            )
 
 
 def on_device(spec: SweepSpec, device: str | None) -> SweepSpec:
@@ -261,6 +279,8 @@ def _validate(data: Any, source: str) -> SweepSpec:
         for where, axes in (("grid", spec.grid), ("search", spec.search)):
             if axes is not None:
                 check_boost_epochs(axes.boost_last_epochs, spec.base.epochs, where)
+        if spec.run_count <= DEFAULT_MAX_RUNS:  # a larger sweep is refused when expanded
+            check_labels(spec)
     except UserError as err:
         raise UserError(f"{source}: {err}") from None
     return spec
