@@ -245,7 +245,7 @@ def test_one_shorthand_grammar_for_training_files_and_sweep_baselines(
     assert TrainConfig.model_validate({"schedule": shorthand}).schedule == expected
     if isinstance(shorthand, str):
         assert Baseline.model_validate(shorthand).schedule == expected
-        assert Baseline.model_validate(shorthand).name == expected.short_name
+        assert Baseline.model_validate(shorthand).name_in(TrainConfig()) == expected.short_name
 
 
 def test_a_booster_shorthand_takes_at_most_three_parts() -> None:
