@@ -15,6 +15,7 @@ from hbfp_dse.experiments.sweepfile import expand, load_sweep
 
 ROOT = Path(__file__).parent.parent
 RESULTS = ROOT / "docs" / "RESULTS.md"
+STORE = ROOT / "docs" / "results" / "paper.db"
 # A one-command bash block, then (after a blank line) the table that command prints.
 PRINTED = re.compile(
     r"```bash\n(hbfp-dse [^\n]*--format markdown)\n```\n\n(\| configuration[^\n]*\n(?:\|[^\n]*\n)+)"
@@ -36,7 +37,7 @@ def test_a_printed_table_is_what_its_command_prints(
     command: str, table: str, tmp_path: Path
 ) -> None:
     store = tmp_path / "paper.db"  # a copy: reading must leave the committed store as it is
-    shutil.copyfile(ROOT / "docs" / "results" / "paper.db", store)
+    shutil.copyfile(STORE, store)
     args = shlex.split(command)[1:]
     assert ok(*args, "--db", f"sqlite:///{store}").output == table
 
@@ -45,7 +46,7 @@ def test_a_printed_table_is_what_its_command_prints(
 def test_the_committed_store_holds_exactly_each_sweep_files_runs(sweep: str) -> None:
     spec, _ = load_sweep(ROOT / "sweeps" / f"{sweep}.yaml")
     planned = {(run.label, run.run_hash) for run in expand(spec)}
-    store = sqlite3.connect(f"file:{ROOT / 'docs' / 'results' / 'paper.db'}?mode=ro", uri=True)
+    store = sqlite3.connect(f"file:{STORE}?mode=ro", uri=True)
     stored = store.execute(
         "SELECT r.label, r.run_hash, r.status FROM hbfp_runs r "
         "JOIN hbfp_sweeps s ON r.sweep_id = s.id WHERE s.name = ?",
