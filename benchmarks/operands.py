@@ -8,7 +8,7 @@ Each distinct operand is then timed alternately with ``x * 2.0`` in this process
 step's totals are summed with the counts of each. A flat vector is timed too.
 
     python benchmarks/operands.py [--contiguous] [--repeats 7] [--formats hbfp4_b64 ...]
-        [--device cuda] [--json]
+        [--backends auto native compiled eager] [--device cuda] [--json]
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from quantize import FAMILIES, against_floor  # benchmarks/quantize.py, beside this script
+from quantize import BACKENDS, FAMILIES, against_floor  # benchmarks/quantize.py, beside this script
 from rich.console import Console
 from rich.table import Table
 
@@ -91,6 +91,7 @@ def main() -> None:
     parser.add_argument("--detail", action="store_true", help="a row per operand too")
     parser.add_argument("--json", action="store_true", help="print a JSON list instead")
     parser.add_argument("--device", default="cpu", help="where the operands are timed")
+    parser.add_argument("--backends", nargs="*", default=["auto"], choices=BACKENDS)
     args = parser.parse_args()
 
     device = torch.device(args.device)
@@ -101,39 +102,40 @@ def main() -> None:
     flat_values = torch.randn(args.flat, generator=torch.Generator().manual_seed(0))
     flat = Operand(flat_values.to(device), 0, 1)
     rows = []
-    for fmt in args.formats:
-        for rounding in args.roundings:
-            per = [
-                (op, *against_floor(op.tensor, fmt, rounding, args.repeats, op.dim))
-                for op in operands
-            ]
-            total_q = sum(op.count * q for op, q, _ in per)
-            total_f = sum(op.count * f for op, _, f in per)
-            worst = max(per, key=lambda item: item[1] / item[2])
-            flat_q, flat_f = against_floor(flat.tensor, fmt, rounding, args.repeats)
-            rows.append(
-                {
-                    "format": fmt,
-                    "rounding": rounding,
-                    "step_quantize_ms": total_q * 1e3,
-                    "step_floor_ms": total_f * 1e3,
-                    "step_ratio": total_q / total_f,
-                    "worst_operand": worst[0].label,
-                    "worst_ratio": worst[1] / worst[2],
-                    "flat_ratio": flat_q / flat_f,
-                    "operands": [
-                        {"operand": op.label, "count": op.count, "ratio": q / f} for op, q, f in per
-                    ],
-                }
-            )
-            done = rows[-1]  # as it goes: a run cut short keeps what it measured
-            print(
-                f"{fmt} {rounding}: step {done['step_ratio']:.2f}x, worst "
-                f"{done['worst_ratio']:.1f}x ({done['worst_operand']}), "
-                f"flat {done['flat_ratio']:.2f}x",
-                file=sys.stderr,
-                flush=True,
-            )
+    cases = [(f, r, b) for f in args.formats for r in args.roundings for b in args.backends]
+    for fmt, rounding, backend in cases:
+        per = [
+            (op, *against_floor(op.tensor, fmt, rounding, args.repeats, op.dim, backend))
+            for op in operands
+        ]
+        total_q = sum(op.count * q for op, q, _ in per)
+        total_f = sum(op.count * f for op, _, f in per)
+        worst = max(per, key=lambda item: item[1] / item[2])
+        flat_q, flat_f = against_floor(flat.tensor, fmt, rounding, args.repeats, 0, backend)
+        rows.append(
+            {
+                "format": fmt,
+                "rounding": rounding,
+                "backend": backend,
+                "step_quantize_ms": total_q * 1e3,
+                "step_floor_ms": total_f * 1e3,
+                "step_ratio": total_q / total_f,
+                "worst_operand": worst[0].label,
+                "worst_ratio": worst[1] / worst[2],
+                "flat_ratio": flat_q / flat_f,
+                "operands": [
+                    {"operand": op.label, "count": op.count, "ratio": q / f} for op, q, f in per
+                ],
+            }
+        )
+        done = rows[-1]  # as it goes: a run cut short keeps what it measured
+        print(
+            f"{fmt} {rounding} {backend}: step {done['step_ratio']:.2f}x, worst "
+            f"{done['worst_ratio']:.1f}x ({done['worst_operand']}), "
+            f"flat {done['flat_ratio']:.2f}x",
+            file=sys.stderr,
+            flush=True,
+        )
     if args.json:
         print(json.dumps(rows, indent=2))
         return
@@ -144,8 +146,8 @@ def main() -> None:
         f"distinct; batch {args.batch_size}, {layout}, "
         + (f"{torch.get_num_threads()} threads)" if device.type == "cpu" else f"{device})")
     )
-    for column in ("format", "rounding", "step ms", "x*2 ms", "step ratio", "worst operand",
-                   "worst", f"flat {args.flat:,}"):  # fmt: skip
+    for column in ("format", "rounding", "backend", "step ms", "x*2 ms", "step ratio",
+                   "worst operand", "worst", f"flat {args.flat:,}"):  # fmt: skip
         table.add_column(
             column, justify="left" if column in ("format", "worst operand") else "right"
         )
@@ -153,6 +155,7 @@ def main() -> None:
         table.add_row(
             r["format"],
             r["rounding"],
+            r["backend"],
             f"{r['step_quantize_ms']:.1f}",
             f"{r['step_floor_ms']:.1f}",
             f"{r['step_ratio']:.2f}x",
@@ -164,7 +167,7 @@ def main() -> None:
     if args.detail:
         for r in rows:
             for op in r["operands"]:
-                case = f"{r['format']:14} {r['rounding']:10} {op['operand']:40}"
+                case = f"{r['format']:14} {r['rounding']:10} {r['backend']:8} {op['operand']:40}"
                 print(f"{case} x{op['count']:<3} {op['ratio']:.2f}x")
 
 

@@ -1,7 +1,11 @@
 """Quantizer speed as a multiple of ``x * 2.0`` on the same tensor (the memory-bound floor).
 
 Both are timed alternately in one process, so machine load affects them alike.
-    python benchmarks/quantize.py [--numel 2097152] [--repeats 30] [--devices cpu cuda] [--json]
+    python benchmarks/quantize.py [--numel 2097152] [--repeats 30] [--devices cpu cuda]
+        [--backends auto native compiled eager] [--json]
+
+``--backends`` times each kernel kind side by side (``auto``: the CPU's C kernels, compiled
+elsewhere; see ``quantize``).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from rich.table import Table
 
 from hbfp_dse.formats import NoiseStream, quantize
 
+BACKENDS = ("auto", "native", "compiled", "eager")
 FAMILIES = (
     "hbfp4_b64",
     "hbfp8_b64",
@@ -45,7 +50,7 @@ def _timer(device: torch.device) -> Callable[[Callable[[], object]], float]:
 
 
 def against_floor(
-    x: torch.Tensor, name: str, rounding: str, repeats: int, dim: int = -1
+    x: torch.Tensor, name: str, rounding: str, repeats: int, dim: int = -1, backend: str = "auto"
 ) -> tuple[float, float]:
     """Median seconds of quantizing ``x`` along ``dim`` and of ``x * 2.0``, timed alternately
     after three untimed calls of each (compilation, the allocator)."""
@@ -53,7 +58,7 @@ def against_floor(
     noise = NoiseStream(0)
 
     def quantized() -> object:
-        return quantize(x, name, dim, rounding, noise)
+        return quantize(x, name, dim, rounding, noise, backend=backend)  # type: ignore[arg-type]
 
     def floor() -> object:
         return x * 2.0
@@ -68,10 +73,13 @@ def against_floor(
     return statistics.median(times), statistics.median(floors)
 
 
-def measure(x: torch.Tensor, name: str, rounding: str, repeats: int) -> dict[str, object]:
-    q, f = against_floor(x, name, rounding, repeats)
+def measure(
+    x: torch.Tensor, name: str, rounding: str, repeats: int, backend: str
+) -> dict[str, object]:
+    q, f = against_floor(x, name, rounding, repeats, backend=backend)
     return {
         "device": x.device.type,
+        "backend": backend,
         "format": name,
         "rounding": rounding,
         "quantize_ms": q * 1e3,
@@ -86,6 +94,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=30)
     parser.add_argument("--formats", nargs="*", default=list(FAMILIES))
     parser.add_argument("--json", action="store_true", help="print a JSON list instead")
+    parser.add_argument("--backends", nargs="*", default=["auto"], choices=BACKENDS)
     parser.add_argument(
         "--devices", nargs="*", default=["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"]
     )
@@ -97,16 +106,18 @@ def main() -> None:
         x = torch.randn(args.numel, generator=torch.Generator().manual_seed(0)).to(device)
         for name in args.formats:
             for rounding in ("nearest", "stochastic"):
-                rows.append(measure(x, name, rounding, args.repeats))
+                for backend in args.backends:
+                    rows.append(measure(x, name, rounding, args.repeats, backend))
     if args.json:
         print(json.dumps(rows, indent=2))
         return
     table = Table(title=f"quantize vs x * 2.0 on {args.numel:,} float32 values (medians)")
-    for column in ("device", "format", "rounding", "quantize ms", "x*2 ms", "ratio"):
-        table.add_column(column, justify="left" if column in ("device", "format") else "right")
+    for column in ("device", "backend", "format", "rounding", "quantize ms", "x*2 ms", "ratio"):
+        table.add_column(column, justify="right" if column.endswith(("ms", "ratio")) else "left")
     for r in rows:
         table.add_row(
             str(r["device"]),
+            str(r["backend"]),
             str(r["format"]),
             str(r["rounding"]),
             f"{r['quantize_ms']:.3f}",

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import math
+import os
 import struct
+from typing import Any
 
 import torch
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
+
+from hbfp_dse.formats import NoiseStream, native, quantize
 
 # Examples are small (tens of values) because the reference is exact and slow.
 PROPERTY_SETTINGS = settings(
@@ -105,3 +109,22 @@ def assert_bitwise_equal(actual: torch.Tensor, expected: torch.Tensor, msg: str 
         bad = (a != e).nonzero()[:5].tolist()
         detail = [(i, actual[tuple(i)].item(), expected[tuple(i)].item()) for i in bad]
         raise AssertionError(f"{msg} first differences (index, actual, expected): {detail}")
+
+
+def quantize_both(x: torch.Tensor, fmt: str, **kw: Any) -> torch.Tensor:
+    """``quantize`` by the eager kernels, checked bit for bit against the CPU's C kernels on the
+    same input and noise: every test through this helper tests both. The noise stream (or,
+    without one, torch's global generator) advances once, as for one call."""
+    noise: NoiseStream | None = kw.pop("noise", None)
+    stochastic = kw.get("rounding") == "stochastic"
+    rng = torch.get_rng_state()
+    twin = None if noise is None else NoiseStream(noise.seed, noise.calls)
+    eager = quantize(x, fmt, noise=noise, backend="eager", **kw)
+    if x.device.type == "cpu" and (native.enabled() or os.environ.get("CI")):
+        after = torch.get_rng_state()
+        if stochastic and noise is None:
+            torch.set_rng_state(rng)
+        c_kernels = quantize(x, fmt, noise=twin, backend="native", **kw)
+        torch.set_rng_state(after)
+        assert_bitwise_equal(c_kernels, eager, f"C kernels vs eager, {fmt} {kw}")
+    return eager

@@ -41,6 +41,7 @@ def compiler(monkeypatch: pytest.MonkeyPatch) -> FakeCompiler:
     monkeypatch.setattr(quantize_module, "_compiled", fake)
     monkeypatch.setattr(quantize_module, "_compile_failures", set())
     monkeypatch.delenv("HBFP_DSE_COMPILE", raising=False)
+    monkeypatch.setenv("HBFP_DSE_NATIVE", "0")  # the torch kernels' policy, without the C ones
     return fake
 
 

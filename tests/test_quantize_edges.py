@@ -7,7 +7,7 @@ from fractions import Fraction
 
 import pytest
 import torch
-from format_strategies import assert_bitwise_equal
+from format_strategies import assert_bitwise_equal, quantize_both
 from reference import drawn_noise, reference_quantize, stochastic_candidates
 
 from hbfp_dse.formats import NoiseStream, kernels, quantize
@@ -43,7 +43,7 @@ def t(*values: float) -> torch.Tensor:
 
 
 def q(x: torch.Tensor, fmt: str, **kw: object) -> torch.Tensor:
-    return quantize(x, fmt, backend="eager", **kw)  # type: ignore[arg-type]
+    return quantize_both(x, fmt, **kw)
 
 
 def p2(k: int, m: float = 1.0) -> float:

@@ -14,6 +14,7 @@ from format_strategies import (
     format_names,
     hbfp_names,
     mx_names,
+    quantize_both,
     tensors,
     values,
 )
@@ -29,11 +30,11 @@ from reference import (
     stochastic_candidates,
 )
 
-from hbfp_dse.formats import HBFPFormat, MXFormat, NoiseStream, parse_format, quantize
+from hbfp_dse.formats import HBFPFormat, MXFormat, NoiseStream, parse_format
 
 
 def q(x: torch.Tensor, fmt: str, **kw: object) -> torch.Tensor:
-    return quantize(x, fmt, backend="eager", **kw)  # type: ignore[arg-type]
+    return quantize_both(x, fmt, **kw)
 
 
 @pytest.mark.parametrize("device", DEVICES)

@@ -15,8 +15,9 @@ from pathlib import Path
 
 import pytest
 
+from hbfp_dse.cache import CACHE_ENV
 from hbfp_dse.experiments import model_shapes
-from hbfp_dse.experiments.model_shapes import CACHE_ENV, layers_and_macs, shape_of
+from hbfp_dse.experiments.model_shapes import layers_and_macs, shape_of
 from hbfp_dse.training.config import TrainConfig
 
 # Runs the CLI in a fresh interpreter and prints whether torch was imported.

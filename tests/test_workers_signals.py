@@ -18,15 +18,15 @@ from hbfp_dse.errors import UserError
 from hbfp_dse.experiments.store import RunRecord, Store, sqlite_path
 from hbfp_dse.experiments.store.liveness import WorkerIdentity
 
-# Two runs, one per worker, of several epochs each (~2 s): both are caught in flight.
+# Two runs, one per worker, of ten epochs each (~3 s): both are caught in flight.
 SWEEP = """name: signals
 base:
-  model: mlp
+  model: cnn
   dataset: mnist-5k
   train_size: 1024
   test_size: 128
   batch_size: 16
-  epochs: 4
+  epochs: 10
   device: cpu
 baselines: [hbfp6]
 seeds: [0, 1]
@@ -126,7 +126,7 @@ def test_sigterm_to_the_parent_interrupts_every_worker_and_the_sweep_resumes(
     assert not [pid for pid in workers if is_alive(pid)], "no worker outlives the command"
     after = stored_runs(store_url)
     assert [(run.status, run.attempts) for run in after] == [("interrupted", 1)] * 2
-    assert all(len(run.epochs) < 4 for run in after), "both runs were caught in flight"
+    assert all(len(run.epochs) < 10 for run in after), "both runs were caught in flight"
 
     again = subprocess.run(
         sweep_command(file, store_url),

@@ -20,6 +20,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from ..cache import cache_dir
 from ..cost.gemms import AttentionShape, LayerMACs
 from ..emulation import LayerInfo
 from ..lazy import lazy_module
@@ -28,7 +29,6 @@ from ..training.config import FOLDER_DATASET, TrainConfig, is_import_path
 assembly = lazy_module("hbfp_dse.training.assembly")
 macs_module = lazy_module("hbfp_dse.cost.macs")
 
-CACHE_ENV = "HBFP_DSE_CACHE"
 PACKAGE = Path(__file__).resolve().parents[1]
 # What decides a model's layers and their shapes.
 SHAPE_FIELDS = (
@@ -67,16 +67,6 @@ def layers_and_macs(shape: Shape) -> Counted:
     if path is not None:
         _write(path, counted)
     return counted
-
-
-def cache_dir() -> Path | None:
-    given = os.environ.get(CACHE_ENV)
-    if given == "off":
-        return None
-    if given:
-        return Path(given)
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "hbfp-dse"
 
 
 def _cache_file(shape: Shape) -> Path | None:

@@ -14,6 +14,7 @@ the int64 arithmetic stays exact on every backend), keyed by the seed and the ca
 from __future__ import annotations
 
 import math
+from typing import TypeVar
 
 import torch
 from torch import Tensor
@@ -21,11 +22,15 @@ from torch import Tensor
 MASK32 = 0xFFFFFFFF
 # The low-bias two-multiply finaliser of C. Wellons' hash-prospector; both odd, below 2**31.
 _M1, _M2 = 0x21F0AAAD, 0x735A2D97
-_GOLDEN = 0x9E3779B9
+GOLDEN = 0x9E3779B9
 
 
-def mix32(x: Tensor) -> Tensor:
-    """A bijection of 32-bit values held in int64, each output bit depending on every input bit."""
+Word = TypeVar("Word", Tensor, int)
+
+
+def mix32(x: Word) -> Word:
+    """A bijection of 32-bit values held in int64 (or Python ints), each output bit depending
+    on every input bit."""
     x = x ^ (x >> 16)
     x = (x * _M1) & MASK32
     x = x ^ (x >> 15)
@@ -38,7 +43,7 @@ def uniform_noise(shape: torch.Size | tuple[int, ...], key: Tensor) -> Tensor:
     (multiples of 2**-24, exact in FP32), from ``key`` = [seed, call] (int64, on the device)."""
     seed, call = key[0], key[1]
     k0 = mix32((seed & MASK32) ^ mix32(call & MASK32))
-    k1 = mix32(k0 ^ (seed >> 32) ^ ((call >> 32) & MASK32) ^ _GOLDEN)
+    k1 = mix32(k0 ^ (seed >> 32) ^ ((call >> 32) & MASK32) ^ GOLDEN)
     index = torch.arange(math.prod(shape), device=key.device, dtype=torch.int64).view(shape)
     bits = mix32(mix32((index & MASK32) ^ k0) ^ k1 ^ (index >> 32))
     return (bits >> 8).to(torch.float32) * 2.0**-24

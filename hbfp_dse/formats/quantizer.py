@@ -14,7 +14,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from . import kernels
+from . import kernels, native
 from .definitions import (
     ROUNDINGS,
     FloatFormat,
@@ -26,7 +26,7 @@ from .definitions import (
 )
 from .noise import NoiseStream
 
-Backend = Literal["auto", "eager", "compiled"]
+Backend = Literal["auto", "eager", "compiled", "native"]
 Kernel = Callable[[Tensor, Tensor | None], Tensor]
 
 log = logging.getLogger(__name__)
@@ -55,9 +55,11 @@ def quantize(
     neighbours. ``rounding`` is ``"nearest"`` (half to even) or ``"stochastic"``, whose
     noise is the next call of ``noise`` (default: a stream seeded from torch's global
     generator), made inside the kernel (see ``noise.py``). ``backend``
-    ``"auto"`` uses the compiled kernel (on the CPU for large tensors only) unless compiling
-    fails for the format on the device, which then stays eager; a failure that ran out of
-    memory is raised. ``HBFP_DSE_COMPILE=0`` makes ``"auto"`` eager.
+    ``"auto"`` uses, on the CPU, the one-pass C kernels (``native.py``; ``HBFP_DSE_NATIVE=0``
+    turns them off), elsewhere (or without them) the compiled kernel (on the CPU for large
+    tensors only) unless compiling fails for the format on the device, which then stays eager;
+    a failure that ran out of memory is raised. ``HBFP_DSE_COMPILE=0`` makes the compiled
+    kernel eager. ``"native"``, ``"compiled"`` and ``"eager"`` each force one kernel.
     The result carries no autograd history: use ``hbfp_dse.emulation`` for training.
     """
     fmt = parse_format(fmt)
@@ -76,6 +78,11 @@ def quantize(
         return x.to(torch.bfloat16 if fmt.name == "bf16" else torch.float16).float()
     view = BlockedView.of(x, fmt, dim)
     with torch.no_grad():
+        if _use_native(backend, x, key is not None):
+            blocks = view.blocks
+            # contiguous: the view of a broadcast (zero-stride) tensor may not be
+            flat = blocks.reshape(blocks.shape[0], -1, blocks.shape[-1]).contiguous()
+            return view.restore(native.quantize_blocked(flat, view.fmt, key))
         return view.restore(_run(view.fmt, backend, view.blocks, key))
 
 
@@ -106,6 +113,17 @@ class BlockedView:
     def restore(self, out: Tensor) -> Tensor:
         """A kernel's result (shaped like ``blocks``) in the shape and layout of the input."""
         return out.reshape(self.shape).permute(_inverse(self.order))
+
+
+def _use_native(backend: Backend, x: Tensor, stochastic: bool) -> bool:
+    if backend == "native":
+        if not native.supports(x, stochastic) or not native.enabled():
+            raise RuntimeError(
+                "the native quantizer runs on the CPU, where it was built, and rounds "
+                "stochastically below 2**32 values"
+            )
+        return True
+    return backend == "auto" and native.supports(x, stochastic) and native.enabled()
 
 
 def _run(fmt: Format, backend: Backend, x: Tensor, key: Tensor | None) -> Tensor:

@@ -1,0 +1,429 @@
+/* One-pass CPU quantization kernels: the bits of kernels.py, at the speed of a copy.
+ *
+ * Each block is read from memory once: its maximum is taken while it is in cache and its
+ * elements are rounded straight after. The input is a contiguous [outer, length, inner]
+ * view blocked along `length`; a short last block is not padded. For inner > 1 (blocks
+ * along a strided axis) a tile of the block's rows and a chunk of columns is processed at
+ * once, so that the innermost loops run along memory and vectorise.
+ *
+ * Exactness: every operation is a correctly rounded IEEE one (division by exact powers of
+ * two, round-half-even, comparisons); the build turns off FMA contraction and fast math,
+ * so vectorised code gives the same bits as torch's eager kernels (tests/test_native.py).
+ * Stochastic rounding's noise is noise.py's hash, in uint32 arithmetic (the same values as
+ * noise.py's masked int64 products). -fno-trapping-math (no FP exceptions are looked at)
+ * lets floor and rint vectorise; it changes no value.
+ */
+#include <math.h>
+#include <omp.h>
+#include <stdint.h>
+#include <string.h>
+
+#define CHUNK 256 /* columns of a strided tile: 64 rows x 256 floats stay in L2 */
+
+enum kind { HBFP = 0, MX = 1, MINIFLOAT = 2 };
+
+typedef struct {
+    int32_t kind;
+    int32_t stochastic;
+    uint32_t k0, k1; /* the call's noise keys (noise.py) */
+    /* HBFP */
+    int32_t mantissa_bits, block_size, exp_lo, exp_hi, sub_block_size, micro_range;
+    /* MX and minifloat elements */
+    int32_t exp_bits, man_bits, emin, emax, saturate, has_inf;
+    float max_normal;
+} params_t;
+
+#define INLINE static inline __attribute__((always_inline))
+
+INLINE uint32_t f2u(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
+INLINE float u2f(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }
+
+/* floor(log2(m)) for finite m >= 0; -1 for 0 (kernels.floor_log2). */
+INLINE int32_t floor_log2(float m) {
+    int tiny = m < 0x1p-126f;
+    float normal = tiny ? m * 0x1p64f : m;
+    int32_t e = (int32_t)(f2u(normal) >> 23) - 127;
+    e = tiny ? e - 64 : e;
+    return m == 0.0f ? -1 : e;
+}
+
+/* Exact 2**e for e in [-149, 127] (kernels.pow2). */
+INLINE float pow2(int32_t e) {
+    int32_t biased = e + 127 < 1 ? 1 : e + 127;
+    int32_t shift = e + 149 < 0 ? 0 : (e + 149 > 22 ? 22 : e + 149);
+    return e >= -126 ? u2f((uint32_t)biased << 23) : u2f(1u << shift);
+}
+
+/* x / 2**e, rounded once, as (x * up(e)) * down(e): multiplications, which are cheaper than a
+ * division and give its bits (kernels.reciprocal_factors). The first product is exact. */
+INLINE float up(int32_t e) { return e < -127 ? 0x1p64f : 1.0f; }
+INLINE float down(int32_t e) { return pow2(e < -127 ? -e - 64 : -e); }
+
+/* A block's scale 2**e and the factors that divide by it, computed once a block: in the
+ * element loops, the selects that build them would keep the loops from vectorising. */
+typedef struct {
+    float scale, up, down;
+} scale_t;
+
+INLINE scale_t scale_of(int32_t e) {
+    scale_t s = {pow2(e), up(e), down(e)};
+    return s;
+}
+
+INLINE int32_t clampi(int32_t v, int32_t lo, int32_t hi) {
+    return v < lo ? lo : (v > hi ? hi : v);
+}
+
+INLINE float clampf(float v, float lo, float hi) {
+    v = v < lo ? lo : v;
+    return v > hi ? hi : v;
+}
+
+INLINE uint32_t mix32(uint32_t x) {
+    x ^= x >> 16;
+    x *= 0x21F0AAADu;
+    x ^= x >> 15;
+    x *= 0x735A2D97u;
+    return x ^ (x >> 15);
+}
+
+/* U[0, 1) at memory position `index` (noise.uniform_noise), for tensors of fewer than 2**32
+ * values (the high word of the position is 0); 0 without stochastic rounding. */
+INLINE float noise_at(int st, uint32_t index, uint32_t k0, uint32_t k1) {
+    if (!st)
+        return 0.0f;
+    uint32_t bits = mix32(mix32(index ^ k0) ^ k1);
+    return (float)(int32_t)(bits >> 8) * 0x1p-24f;
+}
+
+/* kernels.round_integer */
+INLINE float round_integer(float v, float lo, float hi, int st, float u) {
+    if (!st)
+        return nearbyintf(clampf(v, lo, hi)); /* half to even: the default rounding mode */
+    float low = floorf(v);
+    float q = clampf(low + (u < v - low ? 1.0f : 0.0f), lo, hi);
+    return copysignf(q, v);
+}
+
+/* A narrow element's parameters, and how a call rounds: constants of each specialisation. */
+typedef struct {
+    int st, fixed, saturate, wide; /* stochastic; MXINT8's fixed point; saturating overflow;
+                                    * steps below 2**-126 */
+    int32_t man_bits, emin;
+    float max_normal;
+} element_t;
+
+/* kernels.element: a finite value cast to a narrow float or fixed-point element. */
+INLINE float element(float v, float u, element_t e) {
+    if (e.fixed) {
+        float steps_per_unit = (float)(1 << e.man_bits);
+        float limit = e.max_normal * steps_per_unit;
+        float q;
+        if (!e.st) { /* MXINT8 rounds half away from zero */
+            float scaled = fabsf(v) * steps_per_unit;
+            float low = floorf(scaled);
+            float r = low + (scaled - low >= 0.5f ? 1.0f : 0.0f);
+            q = copysignf(r > limit ? limit : r, v);
+        } else {
+            q = round_integer(v * steps_per_unit, -limit, limit, 1, u);
+        }
+        return q * u2f((uint32_t)(127 - e.man_bits) << 23);
+    }
+    /* The exponent field is floor(log2|v|) wherever it is not clamped to emin >= -126. */
+    int32_t exponent = (int32_t)((f2u(v) >> 23) & 0xFFu) - 127;
+    int32_t step_exponent = clampi(exponent, e.emin, 127) - e.man_bits;
+    float steps, step;
+    if (e.wide) { /* steps below 2**-126 (BF16's): subnormal, or beyond a single factor */
+        steps = v * up(step_exponent) * down(step_exponent);
+        step = pow2(step_exponent);
+    } else {
+        steps = v * u2f((uint32_t)(127 - step_exponent) << 23);
+        step = u2f((uint32_t)(step_exponent + 127) << 23);
+    }
+    float bound = (float)(1 << (e.man_bits + 1));
+    float q = round_integer(steps, -bound, bound, e.st, u) * step;
+    if (e.saturate)
+        return clampf(q, -e.max_normal, e.max_normal);
+    return fabsf(q) > e.max_normal ? q * INFINITY : q;
+}
+
+/* Maxima are taken over the bits of magnitudes, whose integer order is their order as
+ * floats: an integer maximum vectorises, a float one (NaN and -0 aside) does not. */
+#define INF_BITS 0x7F800000u
+
+/* The bits of |v| for finite v, else 0 (by a mask: GCC 12 vectorises no maximum of a select). */
+INLINE uint32_t finite_abs(float v) {
+    uint32_t m = f2u(v) & 0x7FFFFFFFu;
+    return m & (0u - (uint32_t)(m < INF_BITS));
+}
+
+/* 1 where v is NaN or infinite, else 0. */
+INLINE uint32_t non_finite(float v) { return (f2u(v) & 0x7FFFFFFFu) >= INF_BITS; }
+
+INLINE uint32_t maxu(uint32_t a, uint32_t b) { return a > b ? a : b; }
+
+/* One HBFP element on a block scale (kernels.hbfp_apply). */
+INLINE float hbfp_element(float v, scale_t s, float limit, int st, float u) {
+    float q = round_integer(v * s.up * s.down, -limit, limit, st, u) * s.scale;
+    return fabsf(v) < INFINITY ? q : v;
+}
+
+/* One MX element under its block's scale (kernels.mx). */
+INLINE float mx_element(float v, scale_t s, uint32_t bad, float u, element_t e) {
+    float q = element(fabsf(v) < INFINITY ? v * s.down : 0.0f, u, e) * s.scale;
+    return bad ? NAN : q;
+}
+
+/* The exponent of a sub-block under its block's (kernels.hbfp_scale). */
+INLINE int32_t sub_exponent(uint32_t sub_max, int32_t block_exp, const params_t *p) {
+    int32_t floor = block_exp - p->micro_range;
+    int32_t least = -149 + p->mantissa_bits - 2;
+    floor = floor < least ? least : floor;
+    int32_t e = floor_log2(u2f(sub_max));
+    e = e > floor ? e : floor;
+    return e < block_exp ? e : block_exp;
+}
+
+INLINE element_t element_of(const params_t *p, int st, int fixed, int saturate, int wide) {
+    element_t e = {st, fixed, saturate, wide, p->man_bits, p->emin, p->max_normal};
+    return e;
+}
+
+/* One HBFP block along a contiguous axis: values x[0..rows), at memory position `base`. */
+INLINE void hbfp_contiguous(const float *restrict x, float *restrict y, int64_t base,
+                            int64_t rows, const params_t *p, int st) {
+    const uint32_t k0 = p->k0, k1 = p->k1;
+    const float limit = (float)((1 << (p->mantissa_bits - 1)) - 1);
+    const int32_t step = p->mantissa_bits - 2;
+    uint32_t m = 0;
+    for (int64_t r = 0; r < rows; r++)
+        m = maxu(m, finite_abs(x[r]));
+    int32_t block_exp = clampi(floor_log2(u2f(m)), p->exp_lo, p->exp_hi);
+    int64_t sub = p->sub_block_size > 0 ? p->sub_block_size : rows;
+    for (int64_t s0 = 0; s0 < rows; s0 += sub) {
+        int64_t s1 = s0 + sub < rows ? s0 + sub : rows;
+        int32_t e = block_exp;
+        if (p->sub_block_size > 0) {
+            uint32_t sm = 0;
+            for (int64_t r = s0; r < s1; r++)
+                sm = maxu(sm, finite_abs(x[r]));
+            e = sub_exponent(sm, block_exp, p);
+        }
+        const scale_t scale = scale_of(e - step);
+        uint32_t at = (uint32_t)(base + s0);
+        for (int64_t r = s0; r < s1; r++, at++)
+            y[r] = hbfp_element(x[r], scale, limit, st, noise_at(st, at, k0, k1));
+    }
+}
+
+/* One MX block along a contiguous axis. */
+INLINE void mx_contiguous(const float *restrict x, float *restrict y, int64_t base, int64_t rows,
+                          const params_t *p, element_t e) {
+    const uint32_t k0 = p->k0, k1 = p->k1;
+    uint32_t m = 0, bad = 0;
+    for (int64_t r = 0; r < rows; r++) {
+        m = maxu(m, finite_abs(x[r]));
+        bad = maxu(bad, non_finite(x[r]));
+    }
+    const scale_t scale = scale_of(clampi(floor_log2(u2f(m)) - p->emax, -127, 127));
+    uint32_t at = (uint32_t)base;
+    for (int64_t r = 0; r < rows; r++, at++)
+        y[r] = mx_element(x[r], scale, bad, noise_at(e.st, at, k0, k1), e);
+}
+
+/* One HBFP block along a strided axis: `rows` rows of stride `inner`, columns [0, cols). */
+INLINE void hbfp_strided(const float *restrict x, float *restrict y, int64_t base, int64_t rows,
+                         int64_t inner, int64_t cols, const params_t *p, int st) {
+    const uint32_t k0 = p->k0, k1 = p->k1;
+    const float limit = (float)((1 << (p->mantissa_bits - 1)) - 1);
+    const int32_t step = p->mantissa_bits - 2;
+    uint32_t m[CHUNK];
+    int32_t block_exp[CHUNK];
+    scale_t scale[CHUNK];
+    for (int64_t c = 0; c < cols; c++)
+        m[c] = 0;
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t c = 0; c < cols; c++)
+            m[c] = maxu(m[c], finite_abs(x[r * inner + c]));
+    for (int64_t c = 0; c < cols; c++) {
+        block_exp[c] = clampi(floor_log2(u2f(m[c])), p->exp_lo, p->exp_hi);
+        scale[c] = scale_of(block_exp[c] - step);
+    }
+    int64_t sub = p->sub_block_size > 0 ? p->sub_block_size : rows;
+    for (int64_t s0 = 0; s0 < rows; s0 += sub) {
+        int64_t s1 = s0 + sub < rows ? s0 + sub : rows;
+        if (p->sub_block_size > 0) {
+            for (int64_t c = 0; c < cols; c++)
+                m[c] = 0;
+            for (int64_t r = s0; r < s1; r++)
+                for (int64_t c = 0; c < cols; c++)
+                    m[c] = maxu(m[c], finite_abs(x[r * inner + c]));
+            for (int64_t c = 0; c < cols; c++)
+                scale[c] = scale_of(sub_exponent(m[c], block_exp[c], p) - step);
+        }
+        for (int64_t r = s0; r < s1; r++) {
+            const float *restrict row = x + r * inner;
+            float *restrict out = y + r * inner;
+            uint32_t at = (uint32_t)(base + r * inner);
+            for (int64_t c = 0; c < cols; c++, at++)
+                out[c] = hbfp_element(row[c], scale[c], limit, st, noise_at(st, at, k0, k1));
+        }
+    }
+}
+
+/* One MX block along a strided axis. */
+INLINE void mx_strided(const float *restrict x, float *restrict y, int64_t base, int64_t rows,
+                       int64_t inner, int64_t cols, const params_t *p, element_t e) {
+    const uint32_t k0 = p->k0, k1 = p->k1;
+    uint32_t m[CHUNK], bad[CHUNK];
+    scale_t scale[CHUNK];
+    for (int64_t c = 0; c < cols; c++)
+        m[c] = bad[c] = 0;
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t c = 0; c < cols; c++) {
+            m[c] = maxu(m[c], finite_abs(x[r * inner + c]));
+            bad[c] = maxu(bad[c], non_finite(x[r * inner + c]));
+        }
+    for (int64_t c = 0; c < cols; c++)
+        scale[c] = scale_of(clampi(floor_log2(u2f(m[c])) - p->emax, -127, 127));
+    for (int64_t r = 0; r < rows; r++) {
+        const float *restrict row = x + r * inner;
+        float *restrict out = y + r * inner;
+        uint32_t at = (uint32_t)(base + r * inner);
+        for (int64_t c = 0; c < cols; c++, at++)
+            out[c] = mx_element(row[c], scale[c], bad[c], noise_at(e.st, at, k0, k1), e);
+    }
+}
+
+/* One contiguous block of `rows` values; a constant `rows` unrolls its loops. */
+INLINE void contiguous_block(const float *x, float *y, int64_t base, int64_t rows,
+                             const params_t *p, int st, int fixed) {
+    if (p->kind == HBFP)
+        hbfp_contiguous(x, y, base, rows, p, st);
+    else
+        mx_contiguous(x, y, base, rows, p, element_of(p, st, fixed, 1, 0));
+}
+
+/* Blocks [t0, t1) of a tensor blocked along its contiguous axis (inner == 1). */
+INLINE void contiguous_blocks(const float *x, float *y, int64_t length, int64_t t0, int64_t t1,
+                              const params_t *p, int st, int fixed) {
+    const int64_t block = p->block_size;
+    const int64_t blocks = (length + block - 1) / block;
+    for (int64_t t = t0; t < t1; t++) {
+        int64_t r0 = (t % blocks) * block;
+        int64_t rows = r0 + block < length ? block : length - r0;
+        int64_t base = (t / blocks) * length + r0;
+        if (rows == 64)
+            contiguous_block(x + base, y + base, base, 64, p, st, fixed);
+        else if (rows == 32)
+            contiguous_block(x + base, y + base, base, 32, p, st, fixed);
+        else if (rows == 16)
+            contiguous_block(x + base, y + base, base, 16, p, st, fixed);
+        else if (rows == 3) /* an RGB image's channels */
+            contiguous_block(x + base, y + base, base, 3, p, st, fixed);
+        else
+            contiguous_block(x + base, y + base, base, rows, p, st, fixed);
+    }
+}
+
+/* Tiles [t0, t1) of a tensor blocked along a strided axis: (outer, block, column chunk). */
+INLINE void strided_tiles(const float *x, float *y, int64_t length, int64_t inner, int64_t t0,
+                          int64_t t1, const params_t *p, int st, int fixed) {
+    const int64_t block = p->block_size;
+    const int64_t blocks = (length + block - 1) / block;
+    const int64_t chunks = (inner + CHUNK - 1) / CHUNK;
+    for (int64_t t = t0; t < t1; t++) {
+        int64_t o = t / (blocks * chunks), b = (t / chunks) % blocks, k = t % chunks;
+        int64_t r0 = b * block;
+        int64_t rows = r0 + block < length ? block : length - r0;
+        int64_t c0 = k * CHUNK;
+        int64_t cols = c0 + CHUNK < inner ? CHUNK : inner - c0;
+        int64_t base = (o * length + r0) * inner + c0;
+        if (p->kind == HBFP)
+            hbfp_strided(x + base, y + base, base, rows, inner, cols, p, st);
+        else
+            mx_strided(x + base, y + base, base, rows, inner, cols, p, element_of(p, st, fixed, 1, 0));
+    }
+}
+
+INLINE void tiles(const float *x, float *y, int64_t length, int64_t inner, int64_t t0,
+                  int64_t t1, const params_t *p, int st, int fixed) {
+    if (inner == 1)
+        contiguous_blocks(x, y, length, t0, t1, p, st, fixed);
+    else
+        strided_tiles(x, y, length, inner, t0, t1, p, st, fixed);
+}
+
+/* A thread's share of the tiles, its loops specialised on what varies between calls. */
+static void tiles_of(const float *x, float *y, int64_t length, int64_t inner, int64_t t0,
+                     int64_t t1, const params_t *p) {
+    int fixed = p->exp_bits == 0;
+    if (p->stochastic) {
+        if (fixed)
+            tiles(x, y, length, inner, t0, t1, p, 1, 1);
+        else
+            tiles(x, y, length, inner, t0, t1, p, 1, 0);
+    } else {
+        if (fixed)
+            tiles(x, y, length, inner, t0, t1, p, 0, 1);
+        else
+            tiles(x, y, length, inner, t0, t1, p, 0, 0);
+    }
+}
+
+/* Block formats (HBFP, MX) along dim 1 of a contiguous [outer, length, inner] tensor. */
+void hbfp_dse_quantize_blocks(const float *x, float *y, int64_t outer, int64_t length,
+                              int64_t inner, const params_t *p, int32_t threads) {
+    const int64_t block = p->block_size;
+    const int64_t blocks = (length + block - 1) / block;
+    const int64_t tiles = outer * blocks * (inner == 1 ? 1 : (inner + CHUNK - 1) / CHUNK);
+    if (threads <= 1) {
+        tiles_of(x, y, length, inner, 0, tiles, p);
+        return;
+    }
+#pragma omp parallel num_threads(threads)
+    {
+        int64_t n = omp_get_num_threads(), i = omp_get_thread_num();
+        tiles_of(x, y, length, inner, tiles * i / n, tiles * (i + 1) / n, p);
+    }
+}
+
+INLINE void elements(const float *restrict x, float *restrict y, int64_t start, int64_t end,
+                     const params_t *p, element_t e, int has_inf) {
+    const uint32_t k0 = p->k0, k1 = p->k1;
+    uint32_t at = (uint32_t)start;
+    for (int64_t i = start; i < end; i++, at++) {
+        float v = x[i];
+        float q = element(fabsf(v) < INFINITY ? v : 0.0f, noise_at(e.st, at, k0, k1), e);
+        float passthrough = has_inf ? v : v - v; /* Inf - Inf is NaN */
+        y[i] = fabsf(v) < INFINITY ? q : passthrough;
+    }
+}
+
+/* Element-wise narrow floats (kernels.minifloat) over n contiguous values: the formats with
+ * infinities do not saturate; only BF16's steps go below 2**-126. */
+void hbfp_dse_quantize_elements(const float *x, float *y, int64_t n, const params_t *p,
+                                int32_t threads) {
+    const int64_t span = 1 << 14;
+    const int64_t spans = (n + span - 1) / span;
+    const int wide = p->emin - p->man_bits < -126;
+#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
+    for (int64_t s = 0; s < spans; s++) {
+        int64_t start = s * span, end = start + span < n ? start + span : n;
+        if (p->stochastic) {
+            if (wide)
+                elements(x, y, start, end, p, element_of(p, 1, 0, 0, 1), 1);
+            else if (p->has_inf)
+                elements(x, y, start, end, p, element_of(p, 1, 0, 0, 0), 1);
+            else
+                elements(x, y, start, end, p, element_of(p, 1, 0, 1, 0), 0);
+        } else {
+            if (wide)
+                elements(x, y, start, end, p, element_of(p, 0, 0, 0, 1), 1);
+            else if (p->has_inf)
+                elements(x, y, start, end, p, element_of(p, 0, 0, 0, 0), 1);
+            else
+                elements(x, y, start, end, p, element_of(p, 0, 0, 1, 0), 0);
+        }
+    }
+}
