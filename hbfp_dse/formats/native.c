@@ -304,25 +304,85 @@ INLINE void contiguous_block(const float *x, float *y, int64_t base, int64_t row
         mx_contiguous(x, y, base, rows, p, element_of(p, st, fixed, 1, 0));
 }
 
+#define GROUP 64 /* short blocks handled together: scales of a group computed as a vector */
+
+/* `count` <= GROUP consecutive single-level blocks of `rows` values each, from x[0]: the
+ * maxima first, then every block's scale at once (a vector loop, where one block at a time
+ * would be a chain of scalar steps per block), then the elements. */
+INLINE void uniform_group(const float *restrict x, float *restrict y, int64_t base, int64_t count,
+                          int64_t rows, const params_t *p, int st, int fixed) {
+    const uint32_t k0 = p->k0, k1 = p->k1;
+    uint32_t m[GROUP], bad[GROUP];
+    float scale[GROUP], up_factor[GROUP], down_factor[GROUP];
+    for (int64_t b = 0; b < count; b++) {
+        uint32_t mb = 0, badb = 0;
+        for (int64_t r = 0; r < rows; r++) {
+            mb = maxu(mb, finite_abs(x[b * rows + r]));
+            badb = maxu(badb, non_finite(x[b * rows + r]));
+        }
+        m[b] = mb;
+        bad[b] = badb;
+    }
+    if (p->kind == HBFP) {
+        const float limit = (float)((1 << (p->mantissa_bits - 1)) - 1);
+        const int32_t step = p->mantissa_bits - 2;
+        for (int64_t b = 0; b < count; b++) {
+            int32_t e = clampi(floor_log2(u2f(m[b])), p->exp_lo, p->exp_hi) - step;
+            scale[b] = pow2(e);
+            up_factor[b] = up(e);
+            down_factor[b] = down(e);
+        }
+        for (int64_t b = 0; b < count; b++) {
+            const scale_t s = {scale[b], up_factor[b], down_factor[b]};
+            uint32_t at = (uint32_t)(base + b * rows);
+            for (int64_t r = 0; r < rows; r++, at++)
+                y[b * rows + r] = hbfp_element(x[b * rows + r], s, limit, st,
+                                               noise_at(st, at, k0, k1));
+        }
+    } else {
+        const element_t e = element_of(p, st, fixed, 1, 0);
+        for (int64_t b = 0; b < count; b++) {
+            int32_t shared = clampi(floor_log2(u2f(m[b])) - p->emax, -127, 127);
+            scale[b] = pow2(shared);
+            down_factor[b] = pow2(-shared);
+        }
+        for (int64_t b = 0; b < count; b++) {
+            const scale_t s = {scale[b], 1.0f, down_factor[b]};
+            uint32_t at = (uint32_t)(base + b * rows);
+            for (int64_t r = 0; r < rows; r++, at++)
+                y[b * rows + r] = mx_element(x[b * rows + r], s, bad[b],
+                                             noise_at(st, at, k0, k1), e);
+        }
+    }
+}
+
 /* Blocks [t0, t1) of a tensor blocked along its contiguous axis (inner == 1). */
 INLINE void contiguous_blocks(const float *x, float *y, int64_t length, int64_t t0, int64_t t1,
                               const params_t *p, int st, int fixed) {
     const int64_t block = p->block_size;
     const int64_t blocks = (length + block - 1) / block;
+    const int64_t rows = length < block ? length : block;
+    if (p->sub_block_size == 0 && length % rows == 0) { /* blocks of one length, back to back */
+        for (int64_t t = t0; t < t1; t += GROUP) {
+            int64_t count = t + GROUP < t1 ? GROUP : t1 - t, base = t * rows;
+            if (rows == 64)
+                uniform_group(x + base, y + base, base, count, 64, p, st, fixed);
+            else if (rows == 32)
+                uniform_group(x + base, y + base, base, count, 32, p, st, fixed);
+            else if (rows == 16)
+                uniform_group(x + base, y + base, base, count, 16, p, st, fixed);
+            else if (rows == 3) /* an RGB image's channels */
+                uniform_group(x + base, y + base, base, count, 3, p, st, fixed);
+            else
+                uniform_group(x + base, y + base, base, count, rows, p, st, fixed);
+        }
+        return;
+    }
     for (int64_t t = t0; t < t1; t++) {
         int64_t r0 = (t % blocks) * block;
-        int64_t rows = r0 + block < length ? block : length - r0;
+        int64_t n = r0 + block < length ? block : length - r0;
         int64_t base = (t / blocks) * length + r0;
-        if (rows == 64)
-            contiguous_block(x + base, y + base, base, 64, p, st, fixed);
-        else if (rows == 32)
-            contiguous_block(x + base, y + base, base, 32, p, st, fixed);
-        else if (rows == 16)
-            contiguous_block(x + base, y + base, base, 16, p, st, fixed);
-        else if (rows == 3) /* an RGB image's channels */
-            contiguous_block(x + base, y + base, base, 3, p, st, fixed);
-        else
-            contiguous_block(x + base, y + base, base, rows, p, st, fixed);
+        contiguous_block(x + base, y + base, base, n, p, st, fixed);
     }
 }
 
