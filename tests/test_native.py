@@ -13,6 +13,7 @@ import torch
 from format_strategies import assert_bitwise_equal
 
 from hbfp_dse.formats import NoiseStream, native, quantize
+from hbfp_dse.formats.noise import uniform_noise
 
 pytestmark = pytest.mark.skipif(
     not os.environ.get("CI") and not any(shutil.which(cc) for cc in ("cc", "gcc")),
@@ -90,6 +91,23 @@ def test_equal_to_eager_on_every_operand(fmt: str, rounding: str) -> None:
             x = x.contiguous(memory_format=torch.channels_last)
         for dim in dims:
             both(x, fmt, dim, rounding)
+
+
+def test_bf16_stochastic_rounding_where_the_noise_meets_the_dropped_bits() -> None:
+    """BF16's stochastic rounding is integer arithmetic on the dropped bits: each value here
+    holds the noise of its position in its low 16 bits (positive values), or its complement
+    (negative ones), so that every comparison runs at its boundary, one in 256 of them on it."""
+    n = 1 << 16
+    noise = (uniform_noise((n,), NoiseStream(5, 3).draw(torch.device("cpu"))) * 2**24).long()
+    gen = torch.Generator().manual_seed(0)
+    negative = torch.arange(n) % 2
+    low = torch.where(negative == 1, (1 << 24) - noise, noise) >> 8
+    exponent = torch.randint(0, 255, (n,), generator=gen)  # subnormals too, and the largest
+    high = torch.randint(0, 128, (n,), generator=gen)
+    bits = (negative << 31) | (exponent << 23) | (high << 16) | (low & 0xFFFF)
+    x = torch.where(bits >= 1 << 31, bits - (1 << 32), bits).to(torch.int32).view(torch.float32)
+    assert int((noise % 256 == 0).sum()) > 100  # values exactly on a boundary
+    both(x, "bf16", 0, "stochastic")
 
 
 @pytest.mark.parametrize("fmt", ["hbfp4", "hbfp4_b64_s16", "mxfp4_e2m1", "fp8_e4m3"])

@@ -304,54 +304,72 @@ INLINE void contiguous_block(const float *x, float *y, int64_t base, int64_t row
         mx_contiguous(x, y, base, rows, p, element_of(p, st, fixed, 1, 0));
 }
 
-#define GROUP 64 /* short blocks handled together: scales of a group computed as a vector */
+#define GROUP 64 /* short blocks' scales are computed together, GROUP scales at a time */
 
-/* `count` <= GROUP consecutive single-level blocks of `rows` values each, from x[0]: the
- * maxima first, then every block's scale at once (a vector loop, where one block at a time
+/* Consecutive blocks of `rows` values each from x[0], `units` sub-blocks of `sub` values in
+ * all (rows / sub of them a block; sub == rows for single-level formats; units <= GROUP):
+ * the maxima first, then every scale at once (a vector loop, where one block at a time
  * would be a chain of scalar steps per block), then the elements. */
-INLINE void uniform_group(const float *restrict x, float *restrict y, int64_t base, int64_t count,
-                          int64_t rows, const params_t *p, int st, int fixed) {
+INLINE void uniform_group(const float *restrict x, float *restrict y, int64_t base, int64_t units,
+                          int64_t rows, int64_t sub, const params_t *p, int st, int fixed) {
     const uint32_t k0 = p->k0, k1 = p->k1;
     uint32_t m[GROUP], bad[GROUP];
+    int32_t block_exp[GROUP];
     float scale[GROUP], up_factor[GROUP], down_factor[GROUP];
-    for (int64_t b = 0; b < count; b++) {
-        uint32_t mb = 0, badb = 0;
-        for (int64_t r = 0; r < rows; r++) {
-            mb = maxu(mb, finite_abs(x[b * rows + r]));
-            badb = maxu(badb, non_finite(x[b * rows + r]));
+    for (int64_t u = 0; u < units; u++) {
+        uint32_t mu = 0, badu = 0;
+        for (int64_t r = 0; r < sub; r++) {
+            mu = maxu(mu, finite_abs(x[u * sub + r]));
+            badu = maxu(badu, non_finite(x[u * sub + r]));
         }
-        m[b] = mb;
-        bad[b] = badb;
+        m[u] = mu;
+        bad[u] = badu;
     }
     if (p->kind == HBFP) {
         const float limit = (float)((1 << (p->mantissa_bits - 1)) - 1);
         const int32_t step = p->mantissa_bits - 2;
-        for (int64_t b = 0; b < count; b++) {
-            int32_t e = clampi(floor_log2(u2f(m[b])), p->exp_lo, p->exp_hi) - step;
-            scale[b] = pow2(e);
-            up_factor[b] = up(e);
-            down_factor[b] = down(e);
+        if (p->sub_block_size > 0) {
+            const int64_t subs = rows / sub;
+            for (int64_t b = 0; b < units / subs; b++) {
+                uint32_t mb = 0;
+                for (int64_t s = 0; s < subs; s++)
+                    mb = maxu(mb, m[b * subs + s]);
+                int32_t e = clampi(floor_log2(u2f(mb)), p->exp_lo, p->exp_hi);
+                for (int64_t s = 0; s < subs; s++)
+                    block_exp[b * subs + s] = e;
+            }
+            for (int64_t u = 0; u < units; u++)
+                block_exp[u] = sub_exponent(m[u], block_exp[u], p);
+        } else {
+            for (int64_t u = 0; u < units; u++)
+                block_exp[u] = clampi(floor_log2(u2f(m[u])), p->exp_lo, p->exp_hi);
         }
-        for (int64_t b = 0; b < count; b++) {
-            const scale_t s = {scale[b], up_factor[b], down_factor[b]};
-            uint32_t at = (uint32_t)(base + b * rows);
-            for (int64_t r = 0; r < rows; r++, at++)
-                y[b * rows + r] = hbfp_element(x[b * rows + r], s, limit, st,
-                                               noise_at(st, at, k0, k1));
+        for (int64_t u = 0; u < units; u++) {
+            int32_t e = block_exp[u] - step;
+            scale[u] = pow2(e);
+            up_factor[u] = up(e);
+            down_factor[u] = down(e);
+        }
+        for (int64_t u = 0; u < units; u++) {
+            const scale_t s = {scale[u], up_factor[u], down_factor[u]};
+            uint32_t at = (uint32_t)(base + u * sub);
+            for (int64_t r = 0; r < sub; r++, at++)
+                y[u * sub + r] = hbfp_element(x[u * sub + r], s, limit, st,
+                                              noise_at(st, at, k0, k1));
         }
     } else {
         const element_t e = element_of(p, st, fixed, 1, 0);
-        for (int64_t b = 0; b < count; b++) {
-            int32_t shared = clampi(floor_log2(u2f(m[b])) - p->emax, -127, 127);
-            scale[b] = pow2(shared);
-            down_factor[b] = pow2(-shared);
+        for (int64_t u = 0; u < units; u++) {
+            int32_t shared = clampi(floor_log2(u2f(m[u])) - p->emax, -127, 127);
+            scale[u] = pow2(shared);
+            down_factor[u] = pow2(-shared);
         }
-        for (int64_t b = 0; b < count; b++) {
-            const scale_t s = {scale[b], 1.0f, down_factor[b]};
-            uint32_t at = (uint32_t)(base + b * rows);
-            for (int64_t r = 0; r < rows; r++, at++)
-                y[b * rows + r] = mx_element(x[b * rows + r], s, bad[b],
-                                             noise_at(st, at, k0, k1), e);
+        for (int64_t u = 0; u < units; u++) {
+            const scale_t s = {scale[u], 1.0f, down_factor[u]};
+            uint32_t at = (uint32_t)(base + u * sub);
+            for (int64_t r = 0; r < sub; r++, at++)
+                y[u * sub + r] = mx_element(x[u * sub + r], s, bad[u],
+                                            noise_at(st, at, k0, k1), e);
         }
     }
 }
@@ -362,19 +380,25 @@ INLINE void contiguous_blocks(const float *x, float *y, int64_t length, int64_t 
     const int64_t block = p->block_size;
     const int64_t blocks = (length + block - 1) / block;
     const int64_t rows = length < block ? length : block;
-    if (p->sub_block_size == 0 && length % rows == 0) { /* blocks of one length, back to back */
-        for (int64_t t = t0; t < t1; t += GROUP) {
-            int64_t count = t + GROUP < t1 ? GROUP : t1 - t, base = t * rows;
-            if (rows == 64)
-                uniform_group(x + base, y + base, base, count, 64, p, st, fixed);
-            else if (rows == 32)
-                uniform_group(x + base, y + base, base, count, 32, p, st, fixed);
-            else if (rows == 16)
-                uniform_group(x + base, y + base, base, count, 16, p, st, fixed);
-            else if (rows == 3) /* an RGB image's channels */
-                uniform_group(x + base, y + base, base, count, 3, p, st, fixed);
+    const int64_t sub = p->sub_block_size > 0 && p->sub_block_size < rows ? p->sub_block_size
+                                                                            : rows;
+    const int64_t subs = rows / sub;
+    if (length % rows == 0 && rows % sub == 0 && subs <= GROUP) { /* equal blocks, back to back */
+        const int64_t per_group = GROUP / subs;
+        for (int64_t t = t0; t < t1; t += per_group) {
+            int64_t count = t + per_group < t1 ? per_group : t1 - t, base = t * rows;
+            int64_t units = count * subs;
+            /* a constant sub-block length unrolls the loops over it */
+            if (sub == 64)
+                uniform_group(x + base, y + base, base, units, rows, 64, p, st, fixed);
+            else if (sub == 32)
+                uniform_group(x + base, y + base, base, units, rows, 32, p, st, fixed);
+            else if (sub == 16)
+                uniform_group(x + base, y + base, base, units, rows, 16, p, st, fixed);
+            else if (sub == 3) /* an RGB image's channels */
+                uniform_group(x + base, y + base, base, units, rows, 3, p, st, fixed);
             else
-                uniform_group(x + base, y + base, base, count, rows, p, st, fixed);
+                uniform_group(x + base, y + base, base, units, rows, sub, p, st, fixed);
         }
         return;
     }
@@ -417,18 +441,13 @@ INLINE void tiles(const float *x, float *y, int64_t length, int64_t inner, int64
 /* A thread's share of the tiles, its loops specialised on what varies between calls. */
 static void tiles_of(const float *x, float *y, int64_t length, int64_t inner, int64_t t0,
                      int64_t t1, const params_t *p) {
-    int fixed = p->exp_bits == 0;
-    if (p->stochastic) {
-        if (fixed)
-            tiles(x, y, length, inner, t0, t1, p, 1, 1);
-        else
-            tiles(x, y, length, inner, t0, t1, p, 1, 0);
-    } else {
-        if (fixed)
-            tiles(x, y, length, inner, t0, t1, p, 0, 1);
-        else
-            tiles(x, y, length, inner, t0, t1, p, 0, 0);
-    }
+    const int fixed = p->exp_bits == 0;
+    if (p->stochastic)
+        fixed ? tiles(x, y, length, inner, t0, t1, p, 1, 1)
+              : tiles(x, y, length, inner, t0, t1, p, 1, 0);
+    else
+        fixed ? tiles(x, y, length, inner, t0, t1, p, 0, 1)
+              : tiles(x, y, length, inner, t0, t1, p, 0, 0);
 }
 
 /* Block formats (HBFP, MX) along dim 1 of a contiguous [outer, length, inner] tensor. */
@@ -460,30 +479,54 @@ INLINE void elements(const float *restrict x, float *restrict y, int64_t start, 
     }
 }
 
-/* Element-wise narrow floats (kernels.minifloat) over n contiguous values: the formats with
+/* Stochastic rounding to a float with FP32's exponent range (BF16): each step is a bit of
+ * the FP32 value, so kernels.minifloat's rounding of x / step is the dropped low bits against
+ * the noise, as integers (a magnitude rounds up with probability low / 2**drop; below 0,
+ * floor(v) rounds the magnitude up where u >= 1 - low / 2**drop), and rounding up carries
+ * into the exponent (to infinity past the largest value), as the kernel's product does. */
+INLINE void truncating_elements(const float *restrict x, float *restrict y, int64_t start,
+                                int64_t end, const params_t *p) {
+    const uint32_t k0 = p->k0, k1 = p->k1;
+    const int drop = 23 - p->man_bits;
+    const uint32_t low_mask = (1u << drop) - 1;
+    uint32_t at = (uint32_t)start;
+    for (int64_t i = start; i < end; i++, at++) {
+        uint32_t bits = f2u(x[i]);
+        uint32_t sign = bits & 0x80000000u, magnitude = bits & 0x7FFFFFFFu;
+        uint32_t noise = mix32(mix32(at ^ k0) ^ k1) >> 8;   /* noise_at's 24 bits */
+        uint32_t low = (magnitude & low_mask) << (24 - drop); /* the fraction, in 24 bits */
+        uint32_t round_up = sign ? noise >= (1u << 24) - low : noise < low;
+        uint32_t q = sign | ((magnitude & ~low_mask) + (round_up << drop));
+        y[i] = magnitude < INF_BITS ? u2f(q) : x[i];
+    }
+}
+
+/* n contiguous values (kernels.minifloat) with the rounding `st`: the formats with
  * infinities do not saturate; only BF16's steps go below 2**-126. */
+INLINE void narrow_floats(const float *x, float *y, int64_t start, int64_t end, const params_t *p,
+                          int st) {
+    if (p->emin - p->man_bits < -126)
+        elements(x, y, start, end, p, element_of(p, st, 0, 0, 1), 1);
+    else if (p->has_inf)
+        elements(x, y, start, end, p, element_of(p, st, 0, 0, 0), 1);
+    else
+        elements(x, y, start, end, p, element_of(p, st, 0, 1, 0), 0);
+}
+
+/* Element-wise narrow floats over n contiguous values. */
 void hbfp_dse_quantize_elements(const float *x, float *y, int64_t n, const params_t *p,
                                 int32_t threads) {
     const int64_t span = 1 << 14;
     const int64_t spans = (n + span - 1) / span;
-    const int wide = p->emin - p->man_bits < -126;
+    const int truncating = p->stochastic && p->exp_bits == 8 && p->has_inf;
 #pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
     for (int64_t s = 0; s < spans; s++) {
         int64_t start = s * span, end = start + span < n ? start + span : n;
-        if (p->stochastic) {
-            if (wide)
-                elements(x, y, start, end, p, element_of(p, 1, 0, 0, 1), 1);
-            else if (p->has_inf)
-                elements(x, y, start, end, p, element_of(p, 1, 0, 0, 0), 1);
-            else
-                elements(x, y, start, end, p, element_of(p, 1, 0, 1, 0), 0);
-        } else {
-            if (wide)
-                elements(x, y, start, end, p, element_of(p, 0, 0, 0, 1), 1);
-            else if (p->has_inf)
-                elements(x, y, start, end, p, element_of(p, 0, 0, 0, 0), 1);
-            else
-                elements(x, y, start, end, p, element_of(p, 0, 0, 1, 0), 0);
-        }
+        if (truncating)
+            truncating_elements(x, y, start, end, p);
+        else if (p->stochastic)
+            narrow_floats(x, y, start, end, p, 1);
+        else
+            narrow_floats(x, y, start, end, p, 0);
     }
 }
