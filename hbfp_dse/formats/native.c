@@ -70,6 +70,23 @@ INLINE scale_t scale_of(int32_t e) {
     return s;
 }
 
+/* The scales of a tile's columns or of a group's blocks, as arrays: the element loops then
+ * load each from consecutive memory (an array of scale_t would take gathers). */
+typedef struct {
+    float scale[CHUNK], up[CHUNK], down[CHUNK];
+} scales_t;
+
+INLINE void set_scale(scales_t *s, int64_t i, int32_t e) {
+    s->scale[i] = pow2(e);
+    s->up[i] = up(e);
+    s->down[i] = down(e);
+}
+
+INLINE scale_t scale_at(const scales_t *s, int64_t i) {
+    scale_t t = {s->scale[i], s->up[i], s->down[i]};
+    return t;
+}
+
 INLINE int32_t clampi(int32_t v, int32_t lo, int32_t hi) {
     return v < lo ? lo : (v > hi ? hi : v);
 }
@@ -239,7 +256,7 @@ INLINE void hbfp_strided(const float *restrict x, float *restrict y, int64_t bas
     const int32_t step = p->mantissa_bits - 2;
     uint32_t m[CHUNK];
     int32_t block_exp[CHUNK];
-    scale_t scale[CHUNK];
+    scales_t scale;
     for (int64_t c = 0; c < cols; c++)
         m[c] = 0;
     for (int64_t r = 0; r < rows; r++)
@@ -247,7 +264,7 @@ INLINE void hbfp_strided(const float *restrict x, float *restrict y, int64_t bas
             m[c] = maxu(m[c], finite_abs(x[r * inner + c]));
     for (int64_t c = 0; c < cols; c++) {
         block_exp[c] = clampi(floor_log2(u2f(m[c])), p->exp_lo, p->exp_hi);
-        scale[c] = scale_of(block_exp[c] - step);
+        set_scale(&scale, c, block_exp[c] - step);
     }
     int64_t sub = p->sub_block_size > 0 ? p->sub_block_size : rows;
     for (int64_t s0 = 0; s0 < rows; s0 += sub) {
@@ -259,14 +276,15 @@ INLINE void hbfp_strided(const float *restrict x, float *restrict y, int64_t bas
                 for (int64_t c = 0; c < cols; c++)
                     m[c] = maxu(m[c], finite_abs(x[r * inner + c]));
             for (int64_t c = 0; c < cols; c++)
-                scale[c] = scale_of(sub_exponent(m[c], block_exp[c], p) - step);
+                set_scale(&scale, c, sub_exponent(m[c], block_exp[c], p) - step);
         }
         for (int64_t r = s0; r < s1; r++) {
             const float *restrict row = x + r * inner;
             float *restrict out = y + r * inner;
             uint32_t at = (uint32_t)(base + r * inner);
             for (int64_t c = 0; c < cols; c++, at++)
-                out[c] = hbfp_element(row[c], scale[c], limit, st, noise_at(st, at, k0, k1));
+                out[c] = hbfp_element(row[c], scale_at(&scale, c), limit, st,
+                                      noise_at(st, at, k0, k1));
         }
     }
 }
@@ -276,7 +294,7 @@ INLINE void mx_strided(const float *restrict x, float *restrict y, int64_t base,
                        int64_t inner, int64_t cols, const params_t *p, element_t e) {
     const uint32_t k0 = p->k0, k1 = p->k1;
     uint32_t m[CHUNK], bad[CHUNK];
-    scale_t scale[CHUNK];
+    scales_t scale;
     for (int64_t c = 0; c < cols; c++)
         m[c] = bad[c] = 0;
     for (int64_t r = 0; r < rows; r++)
@@ -285,13 +303,13 @@ INLINE void mx_strided(const float *restrict x, float *restrict y, int64_t base,
             bad[c] = maxu(bad[c], non_finite(x[r * inner + c]));
         }
     for (int64_t c = 0; c < cols; c++)
-        scale[c] = scale_of(clampi(floor_log2(u2f(m[c])) - p->emax, -127, 127));
+        set_scale(&scale, c, clampi(floor_log2(u2f(m[c])) - p->emax, -127, 127));
     for (int64_t r = 0; r < rows; r++) {
         const float *restrict row = x + r * inner;
         float *restrict out = y + r * inner;
         uint32_t at = (uint32_t)(base + r * inner);
         for (int64_t c = 0; c < cols; c++, at++)
-            out[c] = mx_element(row[c], scale[c], bad[c], noise_at(e.st, at, k0, k1), e);
+            out[c] = mx_element(row[c], scale_at(&scale, c), bad[c], noise_at(e.st, at, k0, k1), e);
     }
 }
 
@@ -305,6 +323,7 @@ INLINE void contiguous_block(const float *x, float *y, int64_t base, int64_t row
 }
 
 #define GROUP 64 /* short blocks' scales are computed together, GROUP scales at a time */
+_Static_assert(GROUP <= CHUNK, "a group's scales fit a scales_t");
 
 /* Consecutive blocks of `rows` values each from x[0], `units` sub-blocks of `sub` values in
  * all (rows / sub of them a block; sub == rows for single-level formats; units <= GROUP):
@@ -315,7 +334,7 @@ INLINE void uniform_group(const float *restrict x, float *restrict y, int64_t ba
     const uint32_t k0 = p->k0, k1 = p->k1;
     uint32_t m[GROUP], bad[GROUP];
     int32_t block_exp[GROUP];
-    float scale[GROUP], up_factor[GROUP], down_factor[GROUP];
+    scales_t scale;
     for (int64_t u = 0; u < units; u++) {
         uint32_t mu = 0, badu = 0;
         for (int64_t r = 0; r < sub; r++) {
@@ -344,14 +363,10 @@ INLINE void uniform_group(const float *restrict x, float *restrict y, int64_t ba
             for (int64_t u = 0; u < units; u++)
                 block_exp[u] = clampi(floor_log2(u2f(m[u])), p->exp_lo, p->exp_hi);
         }
+        for (int64_t u = 0; u < units; u++)
+            set_scale(&scale, u, block_exp[u] - step);
         for (int64_t u = 0; u < units; u++) {
-            int32_t e = block_exp[u] - step;
-            scale[u] = pow2(e);
-            up_factor[u] = up(e);
-            down_factor[u] = down(e);
-        }
-        for (int64_t u = 0; u < units; u++) {
-            const scale_t s = {scale[u], up_factor[u], down_factor[u]};
+            const scale_t s = scale_at(&scale, u);
             uint32_t at = (uint32_t)(base + u * sub);
             for (int64_t r = 0; r < sub; r++, at++)
                 y[u * sub + r] = hbfp_element(x[u * sub + r], s, limit, st,
@@ -359,13 +374,10 @@ INLINE void uniform_group(const float *restrict x, float *restrict y, int64_t ba
         }
     } else {
         const element_t e = element_of(p, st, fixed, 1, 0);
+        for (int64_t u = 0; u < units; u++)
+            set_scale(&scale, u, clampi(floor_log2(u2f(m[u])) - p->emax, -127, 127));
         for (int64_t u = 0; u < units; u++) {
-            int32_t shared = clampi(floor_log2(u2f(m[u])) - p->emax, -127, 127);
-            scale[u] = pow2(shared);
-            down_factor[u] = pow2(-shared);
-        }
-        for (int64_t u = 0; u < units; u++) {
-            const scale_t s = {scale[u], 1.0f, down_factor[u]};
+            const scale_t s = scale_at(&scale, u);
             uint32_t at = (uint32_t)(base + u * sub);
             for (int64_t r = 0; r < sub; r++, at++)
                 y[u * sub + r] = mx_element(x[u * sub + r], s, bad[u],
