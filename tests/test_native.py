@@ -93,6 +93,24 @@ def test_equal_to_eager_on_every_operand(fmt: str, rounding: str) -> None:
             both(x, fmt, dim, rounding)
 
 
+@pytest.mark.parametrize("fmt", ["hbfp4", "hbfp4_b64_s16", "mxfp4_e2m1", "bf16"])
+def test_views_of_every_kind(fmt: str, rounding: str) -> None:
+    """Dense views go to the kernels as their memory (the layout worked out once per shape);
+    others (strided slices, broadcasts, odd strides of size-1 axes) are copied first."""
+    base = hard((8, 6, 64), 3)
+    views = [
+        base.transpose(0, 2),
+        base.permute(1, 2, 0),
+        base[:, ::2],
+        base[:, :1].expand(8, 5, 64),
+        base[:, 2:3],
+        base.unsqueeze(1).as_strided((8, 1, 6, 64), (384, 7, 64, 1)),
+    ]
+    for view in views:
+        for dim in range(view.dim()):
+            both(view, fmt, dim, rounding)
+
+
 def test_bf16_stochastic_rounding_where_the_noise_meets_the_dropped_bits() -> None:
     """BF16's stochastic rounding is integer arithmetic on the dropped bits: each value here
     holds the noise of its position in its low 16 bits (positive values), or its complement

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from dataclasses import dataclass
@@ -226,6 +227,11 @@ def parse_format(name: str | Format) -> Format:
         return name
     if not isinstance(name, str):
         raise FormatError(f"a format is a name string, not {type(name).__name__}")
+    return _parse_name(name)
+
+
+@functools.lru_cache(maxsize=1024)
+def _parse_name(name: str) -> Format:
     key = name.strip().lower()
     if key in FLOAT_ELEMENTS:
         return FloatFormat(key)

@@ -58,6 +58,7 @@ class NoiseStream:
         if not 0 <= seed < 2**63 or calls < 0:
             raise ValueError(f"noise stream: seed {seed} not in [0, 2**63) or calls {calls} < 0")
         self._state = torch.tensor([seed, calls], dtype=torch.int64)
+        self._next = torch.tensor([0, 1], dtype=torch.int64)  # one in-place add a call
 
     @classmethod
     def from_global_rng(cls) -> NoiseStream:
@@ -67,9 +68,9 @@ class NoiseStream:
     def draw(self, device: torch.device) -> Tensor:
         """The key of the next call, on ``device``."""
         if self._state.device != device:
-            self._state = self._state.to(device)
+            self._state, self._next = self._state.to(device), self._next.to(device)
         key = self._state.clone()
-        self._state[1] += 1
+        self._state.add_(self._next)
         return key
 
     @property
@@ -86,3 +87,4 @@ class NoiseStream:
 
     def set_state(self, state: Tensor) -> None:
         self._state = state.to(device=self._state.device, dtype=torch.int64).clone()
+        self._next = self._next.to(self._state.device)

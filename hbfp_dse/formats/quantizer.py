@@ -6,6 +6,7 @@ import contextlib
 import dataclasses
 import functools
 import logging
+import math
 import os
 import types
 from collections.abc import Callable, Iterator
@@ -76,14 +77,45 @@ def quantize(
         key = (noise or NoiseStream.from_global_rng()).draw(x.device)
     elif isinstance(fmt, FloatFormat) and fmt.name in ("bf16", "fp16"):
         return x.to(torch.bfloat16 if fmt.name == "bf16" else torch.float16).float()
+    if _use_native(backend, x, key is not None):  # x is detached: no autograd to turn off
+        plan = _native_plan(fmt, x.shape, x.stride(), dim)
+        if plan is not None:  # a dense tensor: its memory is the kernel's view
+            out = native.quantize_blocked(x.as_strided(*plan.view), plan.fmt, key)
+            return out.as_strided(x.shape, x.stride())
+        view = BlockedView.of(x, fmt, dim)
+        blocks = view.blocks  # of a broadcast (zero-stride) tensor: copied
+        flat = blocks.reshape(blocks.shape[0], -1, blocks.shape[-1]).contiguous()
+        return view.restore(native.quantize_blocked(flat, view.fmt, key))
     view = BlockedView.of(x, fmt, dim)
     with torch.no_grad():
-        if _use_native(backend, x, key is not None):
-            blocks = view.blocks
-            # contiguous: the view of a broadcast (zero-stride) tensor may not be
-            flat = blocks.reshape(blocks.shape[0], -1, blocks.shape[-1]).contiguous()
-            return view.restore(native.quantize_blocked(flat, view.fmt, key))
         return view.restore(_run(view.fmt, backend, view.blocks, key))
+
+
+@dataclasses.dataclass(frozen=True)
+class _NativePlan:
+    """A dense tensor's memory as the C kernels' contiguous [outer, L, inner] (size and
+    strides of the view), and the format as they apply it."""
+
+    view: tuple[tuple[int, int, int], tuple[int, int, int]]
+    fmt: Format
+
+
+@functools.lru_cache(maxsize=4096)
+def _native_plan(
+    fmt: Format, shape: torch.Size, stride: tuple[int, ...], dim: int
+) -> _NativePlan | None:
+    """Worked out once per layer shape: the Python of a call costs more than a small
+    tensor's kernel. None for a tensor that is not dense."""
+    order = sorted(range(len(shape)), key=lambda d: -stride[d])
+    if not torch.empty_strided(shape, stride, device="meta").permute(order).is_contiguous():
+        return None
+    position = order.index(dim)
+    permuted = [shape[d] for d in order]
+    outer, length = math.prod(permuted[:position]), permuted[position]
+    inner = math.prod(permuted[position + 1 :])
+    return _NativePlan(
+        ((outer, length, inner), (length * inner, inner, 1)), _covering_block(fmt, length)
+    )
 
 
 @dataclasses.dataclass(frozen=True)
