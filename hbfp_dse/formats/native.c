@@ -347,7 +347,11 @@ INLINE void uniform_group(const float *restrict x, float *restrict y, int64_t ba
     if (p->kind == HBFP) {
         const float limit = (float)((1 << (p->mantissa_bits - 1)) - 1);
         const int32_t step = p->mantissa_bits - 2;
-        if (p->sub_block_size > 0) {
+        if (p->sub_block_size > 0 && rows == sub) { /* one sub-block a block: a vector loop */
+            for (int64_t u = 0; u < units; u++)
+                block_exp[u] = sub_exponent(
+                    m[u], clampi(floor_log2(u2f(m[u])), p->exp_lo, p->exp_hi), p);
+        } else if (p->sub_block_size > 0) {
             const int64_t subs = rows / sub;
             for (int64_t b = 0; b < units / subs; b++) {
                 uint32_t mb = 0;
