@@ -409,6 +409,8 @@ INLINE void contiguous_blocks(const float *x, float *y, int64_t length, int64_t 
                 uniform_group(x + base, y + base, base, units, rows, 64, p, st, fixed);
             else if (sub == 32)
                 uniform_group(x + base, y + base, base, units, rows, 32, p, st, fixed);
+            else if (sub == 16 && rows == 64) /* two-level: four sub-blocks */
+                uniform_group(x + base, y + base, base, units, 64, 16, p, st, fixed);
             else if (sub == 16)
                 uniform_group(x + base, y + base, base, units, rows, 16, p, st, fixed);
             else if (sub == 3) /* an RGB image's channels */
