@@ -12,7 +12,8 @@ import pytest
 import torch
 from format_strategies import assert_bitwise_equal
 
-from hbfp_dse.formats import NoiseStream, native, quantize
+from hbfp_dse.formats import NoiseStream, kernels, native, parse_format, quantize
+from hbfp_dse.formats.definitions import BF16
 from hbfp_dse.formats.noise import uniform_noise
 
 pytestmark = pytest.mark.skipif(
@@ -95,8 +96,8 @@ def test_equal_to_eager_on_every_operand(fmt: str, rounding: str) -> None:
 
 @pytest.mark.parametrize("fmt", ["hbfp4", "hbfp4_b64_s16", "mxfp4_e2m1", "bf16"])
 def test_views_of_every_kind(fmt: str, rounding: str) -> None:
-    """Dense views go to the kernels as their memory (the layout worked out once per shape);
-    others (strided slices, broadcasts, odd strides of size-1 axes) are copied first."""
+    """Dense views (size-1 axes with any stride included) go to the kernels as their memory,
+    the layout worked out once per shape; strided slices and broadcasts are copied first."""
     base = hard((8, 6, 64), 3)
     views = [
         base.transpose(0, 2),
@@ -109,6 +110,14 @@ def test_views_of_every_kind(fmt: str, rounding: str) -> None:
     for view in views:
         for dim in range(view.dim()):
             both(view, fmt, dim, rounding)
+
+
+def test_bf16_nearest_in_the_kernels_is_the_element_kernels_rounding() -> None:
+    """``quantize`` casts BF16 with torch for nearest rounding; the C kernels round the same
+    bits as integers (ties to even included), for a caller that hands them BF16 directly."""
+    x = torch.cat([hard((4096,), 4), torch.tensor([1 + 2**-8, 1 + 3 * 2**-8, -(1 + 2**-8)])])
+    actual = native.quantize_blocked(x, parse_format("bf16"), None)
+    assert_bitwise_equal(actual, kernels.minifloat(x, None, spec=BF16), "bf16 nearest")
 
 
 def test_bf16_stochastic_rounding_where_the_noise_meets_the_dropped_bits() -> None:

@@ -29,7 +29,7 @@ typedef struct {
     /* HBFP */
     int32_t mantissa_bits, block_size, exp_lo, exp_hi, sub_block_size, micro_range;
     /* MX and minifloat elements */
-    int32_t exp_bits, man_bits, emin, emax, saturate, has_inf;
+    int32_t exp_bits, man_bits, emin, emax, has_inf;
     float max_normal;
 } params_t;
 
@@ -124,8 +124,7 @@ INLINE float round_integer(float v, float lo, float hi, int st, float u) {
 
 /* A narrow element's parameters, and how a call rounds: constants of each specialisation. */
 typedef struct {
-    int st, fixed, saturate, wide; /* stochastic; MXINT8's fixed point; saturating overflow;
-                                    * steps below 2**-126 */
+    int st, fixed, saturate; /* stochastic; MXINT8's fixed point; saturating overflow */
     int32_t man_bits, emin;
     float max_normal;
 } element_t;
@@ -146,17 +145,12 @@ INLINE float element(float v, float u, element_t e) {
         }
         return q * u2f((uint32_t)(127 - e.man_bits) << 23);
     }
-    /* The exponent field is floor(log2|v|) wherever it is not clamped to emin >= -126. */
+    /* The exponent field is floor(log2|v|) wherever it is not clamped to emin >= -126; steps
+     * are normal (formats with FP32's exponent range, whose are not, round as bits). */
     int32_t exponent = (int32_t)((f2u(v) >> 23) & 0xFFu) - 127;
     int32_t step_exponent = clampi(exponent, e.emin, 127) - e.man_bits;
-    float steps, step;
-    if (e.wide) { /* steps below 2**-126 (BF16's): subnormal, or beyond a single factor */
-        steps = v * up(step_exponent) * down(step_exponent);
-        step = pow2(step_exponent);
-    } else {
-        steps = v * u2f((uint32_t)(127 - step_exponent) << 23);
-        step = u2f((uint32_t)(step_exponent + 127) << 23);
-    }
+    float steps = v * u2f((uint32_t)(127 - step_exponent) << 23);
+    float step = u2f((uint32_t)(step_exponent + 127) << 23);
     float bound = (float)(1 << (e.man_bits + 1));
     float q = round_integer(steps, -bound, bound, e.st, u) * step;
     if (e.saturate)
@@ -201,8 +195,8 @@ INLINE int32_t sub_exponent(uint32_t sub_max, int32_t block_exp, const params_t 
     return e < block_exp ? e : block_exp;
 }
 
-INLINE element_t element_of(const params_t *p, int st, int fixed, int saturate, int wide) {
-    element_t e = {st, fixed, saturate, wide, p->man_bits, p->emin, p->max_normal};
+INLINE element_t element_of(const params_t *p, int st, int fixed, int saturate) {
+    element_t e = {st, fixed, saturate, p->man_bits, p->emin, p->max_normal};
     return e;
 }
 
@@ -313,13 +307,13 @@ INLINE void mx_strided(const float *restrict x, float *restrict y, int64_t base,
     }
 }
 
-/* One contiguous block of `rows` values; a constant `rows` unrolls its loops. */
+/* One contiguous block of `rows` values. */
 INLINE void contiguous_block(const float *x, float *y, int64_t base, int64_t rows,
                              const params_t *p, int st, int fixed) {
     if (p->kind == HBFP)
         hbfp_contiguous(x, y, base, rows, p, st);
     else
-        mx_contiguous(x, y, base, rows, p, element_of(p, st, fixed, 1, 0));
+        mx_contiguous(x, y, base, rows, p, element_of(p, st, fixed, 1));
 }
 
 #define GROUP 64 /* short blocks' scales are computed together, GROUP scales at a time */
@@ -377,7 +371,7 @@ INLINE void uniform_group(const float *restrict x, float *restrict y, int64_t ba
                                               noise_at(st, at, k0, k1));
         }
     } else {
-        const element_t e = element_of(p, st, fixed, 1, 0);
+        const element_t e = element_of(p, st, fixed, 1);
         for (int64_t u = 0; u < units; u++)
             set_scale(&scale, u, clampi(floor_log2(u2f(m[u])) - p->emax, -127, 127));
         for (int64_t u = 0; u < units; u++) {
@@ -444,7 +438,7 @@ INLINE void strided_tiles(const float *x, float *y, int64_t length, int64_t inne
         if (p->kind == HBFP)
             hbfp_strided(x + base, y + base, base, rows, inner, cols, p, st);
         else
-            mx_strided(x + base, y + base, base, rows, inner, cols, p, element_of(p, st, fixed, 1, 0));
+            mx_strided(x + base, y + base, base, rows, inner, cols, p, element_of(p, st, fixed, 1));
     }
 }
 
@@ -497,38 +491,44 @@ INLINE void elements(const float *restrict x, float *restrict y, int64_t start, 
     }
 }
 
-/* Stochastic rounding to a float with FP32's exponent range (BF16): each step is a bit of
- * the FP32 value, so kernels.minifloat's rounding of x / step is the dropped low bits against
- * the noise, as integers (a magnitude rounds up with probability low / 2**drop; below 0,
- * floor(v) rounds the magnitude up where u >= 1 - low / 2**drop), and rounding up carries
- * into the exponent (to infinity past the largest value), as the kernel's product does. */
-INLINE void truncating_elements(const float *restrict x, float *restrict y, int64_t start,
-                                int64_t end, const params_t *p) {
+/* A float with FP32's exponent range (BF16): each step is a bit of the FP32 value, so
+ * kernels.minifloat's rounding of x / step is a decision on the dropped bits, as integers.
+ * Nearest: half to even. Stochastic: a magnitude rounds up where the 24-bit noise is below
+ * its dropped fraction (in 24 bits), or, below 0 (floor(v) rounds the magnitude up where
+ * u >= 1 - fraction), at or above 2**24 less it. Rounding up carries into the exponent, to
+ * infinity past the largest value, as the kernel's product does. */
+INLINE void bit_elements(const float *restrict x, float *restrict y, int64_t start, int64_t end,
+                         const params_t *p, int st) {
     const uint32_t k0 = p->k0, k1 = p->k1;
     const int drop = 23 - p->man_bits;
-    const uint32_t low_mask = (1u << drop) - 1;
+    const uint32_t low_mask = (1u << drop) - 1, half = 1u << (drop - 1);
     uint32_t at = (uint32_t)start;
     for (int64_t i = start; i < end; i++, at++) {
         uint32_t bits = f2u(x[i]);
         uint32_t sign = bits & 0x80000000u, magnitude = bits & 0x7FFFFFFFu;
-        uint32_t noise = mix32(mix32(at ^ k0) ^ k1) >> 8;   /* noise_at's 24 bits */
-        uint32_t low = (magnitude & low_mask) << (24 - drop); /* the fraction, in 24 bits */
-        uint32_t round_up = sign ? noise >= (1u << 24) - low : noise < low;
+        uint32_t low = magnitude & low_mask, round_up;
+        if (st) {
+            uint32_t noise = mix32(mix32(at ^ k0) ^ k1) >> 8; /* noise_at's 24 bits */
+            uint32_t fraction = low << (24 - drop);
+            round_up = sign ? noise >= (1u << 24) - fraction : noise < fraction;
+        } else {
+            round_up = low > half || (low == half && ((magnitude >> drop) & 1u));
+        }
         uint32_t q = sign | ((magnitude & ~low_mask) + (round_up << drop));
         y[i] = magnitude < INF_BITS ? u2f(q) : x[i];
     }
 }
 
 /* n contiguous values (kernels.minifloat) with the rounding `st`: the formats with
- * infinities do not saturate; only BF16's steps go below 2**-126. */
+ * infinities do not saturate. */
 INLINE void narrow_floats(const float *x, float *y, int64_t start, int64_t end, const params_t *p,
                           int st) {
-    if (p->emin - p->man_bits < -126)
-        elements(x, y, start, end, p, element_of(p, st, 0, 0, 1), 1);
+    if (p->exp_bits == 8)
+        bit_elements(x, y, start, end, p, st);
     else if (p->has_inf)
-        elements(x, y, start, end, p, element_of(p, st, 0, 0, 0), 1);
+        elements(x, y, start, end, p, element_of(p, st, 0, 0), 1);
     else
-        elements(x, y, start, end, p, element_of(p, st, 0, 1, 0), 0);
+        elements(x, y, start, end, p, element_of(p, st, 0, 1), 0);
 }
 
 /* Element-wise narrow floats over n contiguous values. */
@@ -536,13 +536,10 @@ void hbfp_dse_quantize_elements(const float *x, float *y, int64_t n, const param
                                 int32_t threads) {
     const int64_t span = 1 << 14;
     const int64_t spans = (n + span - 1) / span;
-    const int truncating = p->stochastic && p->exp_bits == 8 && p->has_inf;
 #pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
     for (int64_t s = 0; s < spans; s++) {
         int64_t start = s * span, end = start + span < n ? start + span : n;
-        if (truncating)
-            truncating_elements(x, y, start, end, p);
-        else if (p->stochastic)
+        if (p->stochastic)
             narrow_floats(x, y, start, end, p, 1);
         else
             narrow_floats(x, y, start, end, p, 0);

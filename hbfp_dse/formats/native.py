@@ -67,7 +67,6 @@ class _Params(ctypes.Structure):
                 "man_bits",
                 "emin",
                 "emax",
-                "saturate",
                 "has_inf",
             )
         ]
@@ -139,7 +138,6 @@ def _params(fmt: Format) -> _Params:
     params.block_size = fmt.block_size or 0
     params.exp_bits, params.man_bits = spec.exp_bits, spec.man_bits
     params.emin, params.emax, params.max_normal = spec.emin, spec.emax, spec.max_normal
-    params.saturate = int(isinstance(fmt, MXFormat) or not spec.has_inf)
     params.has_inf = int(spec.has_inf)
     return params
 

@@ -83,7 +83,7 @@ def quantize(
             out = native.quantize_blocked(x.as_strided(*plan.view), plan.fmt, key)
             return out.as_strided(x.shape, x.stride())
         view = BlockedView.of(x, fmt, dim)
-        blocks = view.blocks  # of a broadcast (zero-stride) tensor: copied
+        blocks = view.blocks  # not dense (a strided slice, a broadcast): copied
         flat = blocks.reshape(blocks.shape[0], -1, blocks.shape[-1]).contiguous()
         return view.restore(native.quantize_blocked(flat, view.fmt, key))
     view = BlockedView.of(x, fmt, dim)
