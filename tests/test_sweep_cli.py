@@ -57,10 +57,11 @@ seeds: [0, 1]
 )
 
 # One run of several epochs, each long enough (~1 s) to be caught in flight.
+# Long enough (about 1.3 s an epoch) for a signal to find the run in flight.
 LONG = """name: {name}
 base:
-  model: mlp
-  train_size: 1024
+  model: cnn
+  train_size: 4096
   test_size: 128
   batch_size: 32
   epochs: 6
