@@ -329,11 +329,13 @@ INLINE void uniform_group(const float *restrict x, float *restrict y, int64_t ba
     uint32_t m[GROUP], bad[GROUP];
     int32_t block_exp[GROUP];
     scales_t scale;
+    const int mx = p->kind == MX; /* only MX blocks mark a NaN or an infinity */
     for (int64_t u = 0; u < units; u++) {
         uint32_t mu = 0, badu = 0;
         for (int64_t r = 0; r < sub; r++) {
             mu = maxu(mu, finite_abs(x[u * sub + r]));
-            badu = maxu(badu, non_finite(x[u * sub + r]));
+            if (mx)
+                badu = maxu(badu, non_finite(x[u * sub + r]));
         }
         m[u] = mu;
         bad[u] = badu;
