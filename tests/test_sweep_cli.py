@@ -731,6 +731,9 @@ def start_sweep(file: Path, db: Path, log: Path) -> subprocess.Popen[bytes]:
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            # A test run started in the background of a shell inherits SIGINT ignored, and
+            # Python then never raises KeyboardInterrupt: these tests send it on purpose.
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         )
 
 
