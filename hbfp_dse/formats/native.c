@@ -104,13 +104,15 @@ INLINE uint32_t mix32(uint32_t x) {
     return x ^ (x >> 15);
 }
 
-/* U[0, 1) at memory position `index` (noise.uniform_noise), for tensors of fewer than 2**32
- * values (the high word of the position is 0); 0 without stochastic rounding. */
+/* The 24 random bits at memory position `index` (noise.uniform_noise), for tensors of fewer
+ * than 2**32 values (the high word of the position is 0). */
+INLINE uint32_t noise_bits(uint32_t index, uint32_t k0, uint32_t k1) {
+    return mix32(mix32(index ^ k0) ^ k1) >> 8;
+}
+
+/* Those bits as U[0, 1); 0 without stochastic rounding. */
 INLINE float noise_at(int st, uint32_t index, uint32_t k0, uint32_t k1) {
-    if (!st)
-        return 0.0f;
-    uint32_t bits = mix32(mix32(index ^ k0) ^ k1);
-    return (float)(int32_t)(bits >> 8) * 0x1p-24f;
+    return st ? (float)(int32_t)noise_bits(index, k0, k1) * 0x1p-24f : 0.0f;
 }
 
 /* kernels.round_integer */
@@ -510,7 +512,7 @@ INLINE void bit_elements(const float *restrict x, float *restrict y, int64_t sta
         uint32_t sign = bits & 0x80000000u, magnitude = bits & 0x7FFFFFFFu;
         uint32_t low = magnitude & low_mask, round_up;
         if (st) {
-            uint32_t noise = mix32(mix32(at ^ k0) ^ k1) >> 8; /* noise_at's 24 bits */
+            uint32_t noise = noise_bits(at, k0, k1);
             uint32_t fraction = low << (24 - drop);
             round_up = sign ? noise >= (1u << 24) - fraction : noise < fraction;
         } else {

@@ -106,8 +106,8 @@ def _native_plan(
 ) -> _NativePlan | None:
     """Worked out once per layer shape: the Python of a call costs more than a small
     tensor's kernel. None for a tensor that is not dense."""
-    order = sorted(range(len(shape)), key=lambda d: -stride[d])
-    if not torch.empty_strided(shape, stride, device="meta").permute(order).is_contiguous():
+    order = _memory_order(shape, stride)
+    if order is None:
         return None
     position = order.index(dim)
     permuted = [shape[d] for d in order]
@@ -217,8 +217,19 @@ def _blocked_view(fmt: Format, outer: int, length: int, inner: int) -> tuple[int
 def _dense_order(x: Tensor) -> list[int]:
     """Dimensions from the largest stride to the smallest: the order in which the tensor
     is contiguous when it is dense in any layout, else the logical order."""
-    order = sorted(range(x.dim()), key=lambda d: -x.stride(d))
-    return order if x.permute(order).is_contiguous() else list(range(x.dim()))
+    return _memory_order(x.shape, x.stride()) or list(range(x.dim()))
+
+
+def _memory_order(shape: torch.Size, stride: tuple[int, ...]) -> list[int] | None:
+    """The dimensions in memory order (largest stride first; ties keep their order) where
+    they lay the tensor out densely, as ``permute(order).is_contiguous()`` tells; else None."""
+    order = sorted(range(len(shape)), key=lambda d: -stride[d])
+    expected = 1
+    for d in reversed(order):
+        if shape[d] != 1 and stride[d] != expected:
+            return None
+        expected *= shape[d]
+    return order
 
 
 def _inverse(order: list[int]) -> list[int]:
