@@ -38,6 +38,8 @@ typedef struct {
 INLINE uint32_t f2u(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
 INLINE float u2f(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }
 
+#define INF_BITS 0x7F800000u /* the exponent field, all ones */
+
 /* floor(log2(m)) for finite m >= 0; -1 for 0 (kernels.floor_log2). */
 INLINE int32_t floor_log2(float m) {
     int tiny = m < 0x1p-126f;
@@ -115,13 +117,17 @@ INLINE float noise_at(int st, uint32_t index, uint32_t k0, uint32_t k1) {
     return st ? (float)(int32_t)noise_bits(index, k0, k1) * 0x1p-24f : 0.0f;
 }
 
-/* kernels.round_integer */
-INLINE float round_integer(float v, float lo, float hi, int st, float u) {
+/* v rounded to an integer: half to even, or up where the noise u is below its fraction. */
+INLINE float round_unbounded(float v, int st, float u) {
     if (!st)
-        return nearbyintf(clampf(v, lo, hi)); /* half to even: the default rounding mode */
+        return nearbyintf(v); /* half to even: the default rounding mode */
     float low = floorf(v);
-    float q = clampf(low + (u < v - low ? 1.0f : 0.0f), lo, hi);
-    return copysignf(q, v);
+    return copysignf(low + (u < v - low ? 1.0f : 0.0f), v);
+}
+
+/* kernels.round_integer: for integer bounds, clamping after rounding gives its bits. */
+INLINE float round_integer(float v, float lo, float hi, int st, float u) {
+    return clampf(round_unbounded(v, st, u), lo, hi);
 }
 
 /* A narrow element's parameters, and how a call rounds: constants of each specialisation. */
@@ -147,14 +153,14 @@ INLINE float element(float v, float u, element_t e) {
         }
         return q * u2f((uint32_t)(127 - e.man_bits) << 23);
     }
-    /* The exponent field is floor(log2|v|) wherever it is not clamped to emin >= -126; steps
-     * are normal (formats with FP32's exponent range, whose are not, round as bits). */
-    int32_t exponent = (int32_t)((f2u(v) >> 23) & 0xFFu) - 127;
-    int32_t step_exponent = clampi(exponent, e.emin, 127) - e.man_bits;
-    float steps = v * u2f((uint32_t)(127 - step_exponent) << 23);
-    float step = u2f((uint32_t)(step_exponent + 127) << 23);
-    float bound = (float)(1 << (e.man_bits + 1));
-    float q = round_integer(steps, -bound, bound, e.st, u) * step;
+    /* The step is 2**(max(floor(log2|v|), emin) - man_bits): v's exponent field raised to
+     * emin's, less man_bits (normal for every such format; those with FP32's exponent range
+     * round as bits). |v| / step < 2**(man_bits + 1), so the steps need no clamp. */
+    const uint32_t least = (uint32_t)(e.emin + 127) << 23;
+    uint32_t field = f2u(v) & INF_BITS;
+    field = field > least ? field : least;
+    float steps = v * u2f(((uint32_t)(254 + e.man_bits) << 23) - field); /* v / step */
+    float q = round_unbounded(steps, e.st, u) * u2f(field - ((uint32_t)e.man_bits << 23));
     if (e.saturate)
         return clampf(q, -e.max_normal, e.max_normal);
     return fabsf(q) > e.max_normal ? q * INFINITY : q;
@@ -162,7 +168,6 @@ INLINE float element(float v, float u, element_t e) {
 
 /* Maxima are taken over the bits of magnitudes, whose integer order is their order as
  * floats: an integer maximum vectorises, a float one (NaN and -0 aside) does not. */
-#define INF_BITS 0x7F800000u
 
 /* The bits of |v| for finite v, else 0 (by a mask: GCC 12 vectorises no maximum of a select). */
 INLINE uint32_t finite_abs(float v) {
@@ -183,7 +188,7 @@ INLINE float hbfp_element(float v, scale_t s, float limit, int st, float u) {
 
 /* One MX element under its block's scale (kernels.mx). */
 INLINE float mx_element(float v, scale_t s, uint32_t bad, float u, element_t e) {
-    float q = element(fabsf(v) < INFINITY ? v * s.down : 0.0f, u, e) * s.scale;
+    float q = element(v * s.down, u, e) * s.scale; /* a non-finite v's block is bad */
     return bad ? NAN : q;
 }
 
