@@ -116,7 +116,7 @@ def test_bf16_nearest_in_the_kernels_is_the_element_kernels_rounding() -> None:
     """``quantize`` casts BF16 with torch for nearest rounding; the C kernels round the same
     bits as integers (ties to even included), for a caller that hands them BF16 directly."""
     x = torch.cat([hard((4096,), 4), torch.tensor([1 + 2**-8, 1 + 3 * 2**-8, -(1 + 2**-8)])])
-    actual = native.quantize_blocked(x, parse_format("bf16"), None)
+    actual = native.quantize_dense(x, parse_format("bf16"), (1, x.numel(), 1), None)
     assert_bitwise_equal(actual, kernels.minifloat(x, None, spec=BF16), "bf16 nearest")
 
 
@@ -203,7 +203,7 @@ def test_turned_off_the_torch_kernels_run(monkeypatch: pytest.MonkeyPatch) -> No
     def refuse(*_: object) -> torch.Tensor:
         raise AssertionError("the C kernels ran")
 
-    monkeypatch.setattr(native, "quantize_blocked", refuse)
+    monkeypatch.setattr(native, "quantize_dense", refuse)
     monkeypatch.setenv("HBFP_DSE_NATIVE", "0")
     x = hard((8, 64), 2)
     assert_bitwise_equal(quantize(x, "mxfp4_e2m1"), quantize(x, "mxfp4_e2m1", backend="eager"))

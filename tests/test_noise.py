@@ -105,3 +105,15 @@ def test_a_stream_counts_its_calls_and_refuses_bad_seeds() -> None:
     assert stream.calls == 3
     with pytest.raises(ValueError, match="seed -1"):
         NoiseStream(-1)
+
+
+def test_host_draws_and_tensor_draws_are_one_stream() -> None:
+    """The C kernels' host draws and the torch kernels' tensor draws take turns on one count,
+    which a checkpoint's state and a restored state see alike."""
+    stream = NoiseStream(4, calls=10)
+    draws = [stream.draw_host(), stream.draw(CPU).tolist(), stream.draw_host()]
+    assert draws == [(4, 10), [4, 11], (4, 12)]
+    assert stream.state().tolist() == [4, 13]
+    stream.set_state(torch.tensor([9, 2]))
+    assert stream.draw_host() == (9, 2)
+    assert stream.state().tolist() == [9, 3]

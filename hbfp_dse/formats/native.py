@@ -85,30 +85,29 @@ def enabled() -> bool:
 def supports(x: Tensor, stochastic: bool) -> bool:
     """Whether the C kernels take ``x``: on the CPU, and for stochastic rounding below 2**32
     values (their noise positions are 32-bit)."""
-    return x.device.type == "cpu" and (not stochastic or x.numel() < 1 << 32)
+    return x.is_cpu and (not stochastic or x.numel() < 1 << 32)
 
 
-def quantize_blocked(x: Tensor, fmt: Format, key: Tensor | None) -> Tensor:
-    """``fmt`` (HBFP or MX) along dim 1 of a contiguous FP32 CPU tensor [outer, L, inner], or
-    ``fmt`` (a narrow float) element-wise, with the noise of ``key`` (noise.py)."""
+def quantize_dense(
+    x: Tensor, fmt: Format, extents: tuple[int, int, int], key: tuple[int, int] | None
+) -> Tensor:
+    """``fmt`` along the middle axis of ``x``'s memory seen as a contiguous [outer, L, inner]
+    (``extents``; a narrow float ignores them), with the noise of ``key`` = (seed, call)
+    (noise.py). ``x``: a dense FP32 CPU tensor in any layout; the result has its strides."""
     library = _library()
-    assert library is not None, "quantize_blocked without the library (see enabled())"
-    assert x.is_contiguous(), "a contiguous view"
-    assert x.dtype == torch.float32, x.dtype
-    out = torch.empty_like(x)
-    params = _Params.from_buffer_copy(_params(fmt))
+    assert library is not None, "quantize_dense without the library (see enabled())"
+    out = torch.empty_strided(x.shape, x.stride())  # dense: x's memory, element for element
+    params = _params(fmt)
     if key is not None:
+        params = _Params.from_buffer_copy(params)
         params.stochastic = 1
-        params.k0, params.k1 = noise_keys(*key.tolist())
-    threads = 1 if x.numel() < _PARALLEL_MIN_NUMEL else torch.get_num_threads()
-    source, target = ctypes.c_void_p(x.data_ptr()), ctypes.c_void_p(out.data_ptr())
+        params.k0, params.k1 = noise_keys(*key)
+    numel = x.numel()
+    threads = 1 if numel < _PARALLEL_MIN_NUMEL else torch.get_num_threads()
     if isinstance(fmt, FloatFormat):
-        library.hbfp_dse_quantize_elements(source, target, x.numel(), ctypes.byref(params), threads)
+        library.hbfp_dse_quantize_elements(x.data_ptr(), out.data_ptr(), numel, params, threads)
     else:
-        outer, length, inner = x.shape
-        library.hbfp_dse_quantize_blocks(
-            source, target, outer, length, inner, ctypes.byref(params), threads
-        )
+        library.hbfp_dse_quantize_blocks(x.data_ptr(), out.data_ptr(), *extents, params, threads)
     return out
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 from typing import TypeVar
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -59,6 +60,7 @@ class NoiseStream:
             raise ValueError(f"noise stream: seed {seed} not in [0, 2**63) or calls {calls} < 0")
         self._state = torch.tensor([seed, calls], dtype=torch.int64)
         self._next = torch.tensor([0, 1], dtype=torch.int64)  # one in-place add a call
+        self._host: tuple[Tensor, np.ndarray] | None = None
 
     @classmethod
     def from_global_rng(cls) -> NoiseStream:
@@ -72,6 +74,24 @@ class NoiseStream:
         key = self._state.clone()
         self._state.add_(self._next)
         return key
+
+    def draw_host(self) -> tuple[int, int]:
+        """The next call's [seed, call] as ints, for a kernel called from the host: on the
+        CPU, without a tensor op (they cost more than a small tensor's kernel)."""
+        if not self._state.is_cpu:
+            seed, call = self._state.tolist()
+            self._state.add_(self._next)
+            return seed, call
+        state = self._host_state()
+        seed, call = state.tolist()
+        state[1] = call + 1
+        return seed, call
+
+    def _host_state(self) -> np.ndarray:
+        """The CPU state's memory, as numpy sees it: kept while the state tensor is the same."""
+        if self._host is None or self._host[0] is not self._state:
+            self._host = (self._state, self._state.numpy())
+        return self._host[1]
 
     @property
     def seed(self) -> int:

@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 COMPILE_MIN_NUMEL = 1 << 15
 # Each format (and size-1 outer or inner extent) is its own compiled specialisation.
 _RECOMPILE_LIMIT = 256
+_FP32 = FloatFormat("fp32")
 # (format, device type) pairs whose compilation failed: those stay eager, with one warning.
 _compile_failures: set[tuple[Format, str]] = set()
 
@@ -66,26 +67,30 @@ def quantize(
     fmt = parse_format(fmt)
     if rounding not in ROUNDINGS:
         raise FormatError(f"rounding {rounding!r} is not one of {', '.join(ROUNDINGS)}")
-    x = x.detach().to(torch.float32)
-    if fmt == FloatFormat("fp32") or x.numel() == 0:
+    if x.requires_grad:
+        x = x.detach()
+    if x.dtype != torch.float32:
+        x = x.float()
+    if fmt == _FP32 or x.numel() == 0:
         return x.clone()
     if x.dim() == 0:
         return quantize(x.reshape(1), fmt, 0, rounding, noise, backend=backend).reshape(())
     dim = normalise_dim(dim, x.dim())
-    key = None
+    stream = None
     if rounding == "stochastic":
-        key = (noise or NoiseStream.from_global_rng()).draw(x.device)
+        stream = noise or NoiseStream.from_global_rng()
     elif isinstance(fmt, FloatFormat) and fmt.name in ("bf16", "fp16"):
         return x.to(torch.bfloat16 if fmt.name == "bf16" else torch.float16).float()
-    if _use_native(backend, x, key is not None):  # x is detached: no autograd to turn off
+    if _use_native(backend, x, stream is not None):  # x is detached: no autograd to turn off
         plan = _native_plan(fmt, x.shape, x.stride(), dim)
+        host_key = None if stream is None else stream.draw_host()
         if plan is not None:  # a dense tensor: its memory is the kernel's view
-            out = native.quantize_blocked(x.as_strided(*plan.view), plan.fmt, key)
-            return out.as_strided(x.shape, x.stride())
+            return native.quantize_dense(x, plan.fmt, plan.extents, host_key)
         view = BlockedView.of(x, fmt, dim)
         blocks = view.blocks  # not dense (a strided slice, a broadcast): copied
         flat = blocks.reshape(blocks.shape[0], -1, blocks.shape[-1]).contiguous()
-        return view.restore(native.quantize_blocked(flat, view.fmt, key))
+        return view.restore(native.quantize_dense(flat, view.fmt, flat.shape, host_key))
+    key = None if stream is None else stream.draw(x.device)
     view = BlockedView.of(x, fmt, dim)
     with torch.no_grad():
         return view.restore(_run(view.fmt, backend, view.blocks, key))
@@ -93,10 +98,10 @@ def quantize(
 
 @dataclasses.dataclass(frozen=True)
 class _NativePlan:
-    """A dense tensor's memory as the C kernels' contiguous [outer, L, inner] (size and
-    strides of the view), and the format as they apply it."""
+    """A dense tensor's memory as the C kernels' contiguous [outer, L, inner], and the
+    format as they apply it."""
 
-    view: tuple[tuple[int, int, int], tuple[int, int, int]]
+    extents: tuple[int, int, int]
     fmt: Format
 
 
@@ -113,9 +118,7 @@ def _native_plan(
     permuted = [shape[d] for d in order]
     outer, length = math.prod(permuted[:position]), permuted[position]
     inner = math.prod(permuted[position + 1 :])
-    return _NativePlan(
-        ((outer, length, inner), (length * inner, inner, 1)), _covering_block(fmt, length)
-    )
+    return _NativePlan((outer, length, inner), _covering_block(fmt, length))
 
 
 @dataclasses.dataclass(frozen=True)
