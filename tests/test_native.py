@@ -113,8 +113,8 @@ def test_views_of_every_kind(fmt: str, rounding: str) -> None:
 
 
 def test_bf16_nearest_in_the_kernels_is_the_element_kernels_rounding() -> None:
-    """``quantize`` casts BF16 with torch for nearest rounding; the C kernels round the same
-    bits as integers (ties to even included), for a caller that hands them BF16 directly."""
+    """The C kernels round BF16 as integers: the bits of the element kernel's arithmetic
+    (ties to even included) as well as those of torch's cast, the eager reference above."""
     x = torch.cat([hard((4096,), 4), torch.tensor([1 + 2**-8, 1 + 3 * 2**-8, -(1 + 2**-8)])])
     actual = native.quantize_dense(x, parse_format("bf16"), (1, x.numel(), 1), None)
     assert_bitwise_equal(actual, kernels.minifloat(x, None, spec=BF16), "bf16 nearest")

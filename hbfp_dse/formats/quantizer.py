@@ -76,11 +76,7 @@ def quantize(
     if x.dim() == 0:
         return quantize(x.reshape(1), fmt, 0, rounding, noise, backend=backend).reshape(())
     dim = normalise_dim(dim, x.dim())
-    stream = None
-    if rounding == "stochastic":
-        stream = noise or NoiseStream.from_global_rng()
-    elif isinstance(fmt, FloatFormat) and fmt.name in ("bf16", "fp16"):
-        return x.to(torch.bfloat16 if fmt.name == "bf16" else torch.float16).float()
+    stream = (noise or NoiseStream.from_global_rng()) if rounding == "stochastic" else None
     if _use_native(backend, x, stream is not None):  # x is detached: no autograd to turn off
         plan = _native_plan(fmt, x.shape, x.stride(), dim)
         host_key = None if stream is None else stream.draw_host()
@@ -90,6 +86,8 @@ def quantize(
         blocks = view.blocks  # not dense (a strided slice, a broadcast): copied
         flat = blocks.reshape(blocks.shape[0], -1, blocks.shape[-1]).contiguous()
         return view.restore(native.quantize_dense(flat, view.fmt, flat.shape, host_key))
+    if stream is None and isinstance(fmt, FloatFormat) and fmt.name in ("bf16", "fp16"):
+        return x.to(torch.bfloat16 if fmt.name == "bf16" else torch.float16).float()
     key = None if stream is None else stream.draw(x.device)
     view = BlockedView.of(x, fmt, dim)
     with torch.no_grad():
