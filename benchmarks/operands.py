@@ -49,10 +49,20 @@ class Operand:
         return f"{list(self.tensor.shape)} dim {self.dim} {layout}"
 
 
-def record_operands(channels_last: bool, batch: int) -> list[Operand]:
-    """Every tensor one emulated training step quantizes, once per shape, stride and dim."""
+def emulated_resnet20(
+    fmt: str, rounding: str, channels_last: bool, batch: int
+) -> tuple[torch.nn.Module, torch.Tensor, torch.Tensor]:
+    """An emulated ResNet-20 (every GEMM in ``fmt``, every operand rounded by ``rounding``)
+    and a CIFAR-shaped batch, in the given memory layout."""
     config = TrainConfig.model_validate(
-        {"model": "resnet20", "dataset": "cifar10", "schedule": "hbfp4_b64", "seed": 0}
+        {
+            "model": "resnet20",
+            "dataset": "cifar10",
+            "schedule": fmt,
+            "forward_rounding": rounding,
+            "backward_rounding": rounding,
+            "seed": 0,
+        }
     )
     built = model_for(config, noise=NoiseStream(1))
     [formats] = config.schedule.build().resolve(built.layers, 1)
@@ -60,7 +70,12 @@ def record_operands(channels_last: bool, batch: int) -> list[Operand]:
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     model = built.model.to(memory_format=memory_format)
     images = torch.randn(batch, *built.input_shape).contiguous(memory_format=memory_format)
-    labels = torch.randint(0, 10, (batch,))
+    return model, images, torch.randint(0, 10, (batch,))
+
+
+def record_operands(channels_last: bool, batch: int) -> list[Operand]:
+    """Every tensor one emulated training step quantizes, once per shape, stride and dim."""
+    model, images, labels = emulated_resnet20("hbfp4_b64", "nearest", channels_last, batch)
     seen: dict[tuple[object, ...], Operand] = {}
     real = layers.quantize
 

@@ -36,7 +36,7 @@ FAMILIES = (
 )
 
 
-def _timer(device: torch.device) -> Callable[[Callable[[], object]], float]:
+def timer(device: torch.device) -> Callable[[Callable[[], object]], float]:
     def run(fn: Callable[[], object]) -> float:
         if device.type == "cuda":
             torch.cuda.synchronize(device)
@@ -54,7 +54,7 @@ def against_floor(
 ) -> tuple[float, float]:
     """Median seconds of quantizing ``x`` along ``dim`` and of ``x * 2.0``, timed alternately
     after three untimed calls of each (compilation, the allocator)."""
-    timed = _timer(x.device)
+    timed = timer(x.device)
     noise = NoiseStream(0)
 
     def quantized() -> object:
