@@ -175,8 +175,9 @@ INLINE uint32_t finite_abs(float v) {
     return m & (0u - (uint32_t)(m < INF_BITS));
 }
 
-/* 1 where v is NaN or infinite, else 0. */
-INLINE uint32_t non_finite(float v) { return (f2u(v) & 0x7FFFFFFFu) >= INF_BITS; }
+/* The bits of |v|: MX blocks take the maximum of every magnitude, NaN and infinities the
+ * largest, since such a block is NaN whatever its scale (bad: its maximum is not finite). */
+INLINE uint32_t magnitude(float v) { return f2u(v) & 0x7FFFFFFFu; }
 
 INLINE uint32_t maxu(uint32_t a, uint32_t b) { return a > b ? a : b; }
 
@@ -186,10 +187,11 @@ INLINE float hbfp_element(float v, scale_t s, float limit, int st, float u) {
     return fabsf(v) < INFINITY ? q : v;
 }
 
-/* One MX element under its block's scale (kernels.mx). */
-INLINE float mx_element(float v, scale_t s, uint32_t bad, float u, element_t e) {
+/* One MX element under its block's scale (kernels.mx), in a block whose maximum magnitude
+ * (its bits) is `m`. */
+INLINE float mx_element(float v, scale_t s, uint32_t m, float u, element_t e) {
     float q = element(v * s.down, u, e) * s.scale; /* a non-finite v's block is bad */
-    return bad ? NAN : q;
+    return m >= INF_BITS ? NAN : q;
 }
 
 /* The exponent of a sub-block under its block's (kernels.hbfp_scale). */
@@ -238,15 +240,13 @@ INLINE void hbfp_contiguous(const float *restrict x, float *restrict y, int64_t 
 INLINE void mx_contiguous(const float *restrict x, float *restrict y, int64_t base, int64_t rows,
                           const params_t *p, element_t e) {
     const uint32_t k0 = p->k0, k1 = p->k1;
-    uint32_t m = 0, bad = 0;
-    for (int64_t r = 0; r < rows; r++) {
-        m = maxu(m, finite_abs(x[r]));
-        bad = maxu(bad, non_finite(x[r]));
-    }
+    uint32_t m = 0;
+    for (int64_t r = 0; r < rows; r++)
+        m = maxu(m, magnitude(x[r]));
     const scale_t scale = scale_of(clampi(floor_log2(u2f(m)) - p->emax, -127, 127));
     uint32_t at = (uint32_t)base;
     for (int64_t r = 0; r < rows; r++, at++)
-        y[r] = mx_element(x[r], scale, bad, noise_at(e.st, at, k0, k1), e);
+        y[r] = mx_element(x[r], scale, m, noise_at(e.st, at, k0, k1), e);
 }
 
 /* One HBFP block along a strided axis: `rows` rows of stride `inner`, columns [0, cols). */
@@ -294,15 +294,13 @@ INLINE void hbfp_strided(const float *restrict x, float *restrict y, int64_t bas
 INLINE void mx_strided(const float *restrict x, float *restrict y, int64_t base, int64_t rows,
                        int64_t inner, int64_t cols, const params_t *p, element_t e) {
     const uint32_t k0 = p->k0, k1 = p->k1;
-    uint32_t m[CHUNK], bad[CHUNK];
+    uint32_t m[CHUNK];
     scales_t scale;
     for (int64_t c = 0; c < cols; c++)
-        m[c] = bad[c] = 0;
+        m[c] = 0;
     for (int64_t r = 0; r < rows; r++)
-        for (int64_t c = 0; c < cols; c++) {
-            m[c] = maxu(m[c], finite_abs(x[r * inner + c]));
-            bad[c] = maxu(bad[c], non_finite(x[r * inner + c]));
-        }
+        for (int64_t c = 0; c < cols; c++)
+            m[c] = maxu(m[c], magnitude(x[r * inner + c]));
     for (int64_t c = 0; c < cols; c++)
         set_scale(&scale, c, clampi(floor_log2(u2f(m[c])) - p->emax, -127, 127));
     for (int64_t r = 0; r < rows; r++) {
@@ -310,7 +308,7 @@ INLINE void mx_strided(const float *restrict x, float *restrict y, int64_t base,
         float *restrict out = y + r * inner;
         uint32_t at = (uint32_t)(base + r * inner);
         for (int64_t c = 0; c < cols; c++, at++)
-            out[c] = mx_element(row[c], scale_at(&scale, c), bad[c], noise_at(e.st, at, k0, k1), e);
+            out[c] = mx_element(row[c], scale_at(&scale, c), m[c], noise_at(e.st, at, k0, k1), e);
     }
 }
 
@@ -326,6 +324,60 @@ INLINE void contiguous_block(const float *x, float *y, int64_t base, int64_t row
 #define GROUP 64 /* short blocks' scales are computed together, GROUP scales at a time */
 _Static_assert(GROUP <= CHUNK, "a group's scales fit a scales_t");
 
+/* The maximum of x[0..n): of finite values only, or of every magnitude. */
+INLINE uint32_t run_maximum(const float *restrict x, int64_t n, int finite) {
+    uint32_t m = 0;
+    for (int64_t r = 0; r < n; r++)
+        m = maxu(m, finite ? finite_abs(x[r]) : magnitude(x[r]));
+    return m;
+}
+
+#if defined(__GNUC__) && !defined(__clang__)
+#define TRANSPOSED_MAXIMA
+typedef uint32_t u32x16 __attribute__((vector_size(64)));
+
+INLINE u32x16 maxv(u32x16 a, u32x16 b) {
+    u32x16 a_larger = (u32x16)(a > b);
+    return (a & a_larger) | (b & ~a_larger);
+}
+
+/* Of a's and b's runs of 2w lanes (a's, then b's), the maxima of their halves, in order. */
+#define FOLD(w, a, b)                                                                          \
+    maxv(__builtin_shuffle(a, b, FOLD_MASK(w, 0)), __builtin_shuffle(a, b, FOLD_MASK(w, w)))
+#define FOLD_LANE(w, o, i) ((i) / (w) * 2 * (w) + (i) % (w) + (o))
+#define FOLD_MASK(w, o)                                                                        \
+    (u32x16){FOLD_LANE(w, o, 0),  FOLD_LANE(w, o, 1),  FOLD_LANE(w, o, 2),  FOLD_LANE(w, o, 3), \
+             FOLD_LANE(w, o, 4),  FOLD_LANE(w, o, 5),  FOLD_LANE(w, o, 6),  FOLD_LANE(w, o, 7), \
+             FOLD_LANE(w, o, 8),  FOLD_LANE(w, o, 9),  FOLD_LANE(w, o, 10), FOLD_LANE(w, o, 11), \
+             FOLD_LANE(w, o, 12), FOLD_LANE(w, o, 13), FOLD_LANE(w, o, 14), FOLD_LANE(w, o, 15)}
+
+/* m[0..16) = the maxima of the 16 runs of `run` values (16 or 32) in x[0..16 run),
+ * of finite values only or of every magnitude: each run's vectors folded into one, then the 16
+ * transposed by halves (four rounds of two-vector permutes), where a run at a time would end
+ * in a horizontal reduction of its vector. */
+INLINE void maxima_of_16_runs(const float *restrict x, uint32_t *restrict m, int64_t run,
+                              int finite) {
+    u32x16 v[16];
+    for (int i = 0; i < 16; i++) {
+        v[i] = (u32x16){0};
+        for (int64_t k = 0; k < run; k += 16) {
+            u32x16 a;
+            memcpy(&a, x + run * i + k, sizeof(u32x16));
+            a &= 0x7FFFFFFFu;
+            v[i] = maxv(v[i], finite ? a & (u32x16)(a < INF_BITS) : a);
+        }
+    }
+    for (int i = 0; i < 8; i++)
+        v[i] = FOLD(8, v[2 * i], v[2 * i + 1]);
+    for (int i = 0; i < 4; i++)
+        v[i] = FOLD(4, v[2 * i], v[2 * i + 1]);
+    for (int i = 0; i < 2; i++)
+        v[i] = FOLD(2, v[2 * i], v[2 * i + 1]);
+    v[0] = FOLD(1, v[0], v[1]);
+    memcpy(m, &v[0], sizeof(u32x16));
+}
+#endif
+
 /* Consecutive blocks of `rows` values each from x[0], `units` sub-blocks of `sub` values in
  * all (rows / sub of them a block; sub == rows for single-level formats; units <= GROUP):
  * the maxima first, then every scale at once (a vector loop, where one block at a time
@@ -333,20 +385,18 @@ _Static_assert(GROUP <= CHUNK, "a group's scales fit a scales_t");
 INLINE void uniform_group(const float *restrict x, float *restrict y, int64_t base, int64_t units,
                           int64_t rows, int64_t sub, const params_t *p, int st, int fixed) {
     const uint32_t k0 = p->k0, k1 = p->k1;
-    uint32_t m[GROUP], bad[GROUP];
+    uint32_t m[GROUP];
     int32_t block_exp[GROUP];
     scales_t scale;
-    const int mx = p->kind == MX; /* only MX blocks mark a NaN or an infinity */
-    for (int64_t u = 0; u < units; u++) {
-        uint32_t mu = 0, badu = 0;
-        for (int64_t r = 0; r < sub; r++) {
-            mu = maxu(mu, finite_abs(x[u * sub + r]));
-            if (mx)
-                badu = maxu(badu, non_finite(x[u * sub + r]));
-        }
-        m[u] = mu;
-        bad[u] = badu;
-    }
+    const int finite = p->kind == HBFP; /* HBFP: maxima of finite values; MX: magnitude() */
+    int64_t done = 0;
+#ifdef TRANSPOSED_MAXIMA
+    if (sub == 16 || sub == 32) /* longer runs reduce as fast one at a time */
+        for (; done + 16 <= units; done += 16)
+            maxima_of_16_runs(x + done * sub, m + done, sub, finite);
+#endif
+    for (int64_t u = done; u < units; u++)
+        m[u] = finite ? run_maximum(x + u * sub, sub, 1) : run_maximum(x + u * sub, sub, 0);
     if (p->kind == HBFP) {
         const float limit = (float)((1 << (p->mantissa_bits - 1)) - 1);
         const int32_t step = p->mantissa_bits - 2;
@@ -387,7 +437,7 @@ INLINE void uniform_group(const float *restrict x, float *restrict y, int64_t ba
             const scale_t s = scale_at(&scale, u);
             uint32_t at = (uint32_t)(base + u * sub);
             for (int64_t r = 0; r < sub; r++, at++)
-                y[u * sub + r] = mx_element(x[u * sub + r], s, bad[u],
+                y[u * sub + r] = mx_element(x[u * sub + r], s, m[u],
                                             noise_at(st, at, k0, k1), e);
         }
     }
