@@ -332,11 +332,13 @@ INLINE uint32_t run_maximum(const float *restrict x, int64_t n, int finite) {
     return m;
 }
 
+/* GCC's generic vectors, which it lowers for any target (Clang spells shuffles otherwise: there
+ * the loop of run_maximum serves). */
 #if defined(__GNUC__) && !defined(__clang__)
 #define TRANSPOSED_MAXIMA
 typedef uint32_t u32x16 __attribute__((vector_size(64)));
 
-INLINE u32x16 maxv(u32x16 a, u32x16 b) {
+INLINE u32x16 maxv(u32x16 a, u32x16 b) { /* lane-wise unsigned maximum */
     u32x16 a_larger = (u32x16)(a > b);
     return (a & a_larger) | (b & ~a_larger);
 }
