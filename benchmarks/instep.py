@@ -21,9 +21,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 from operands import emulated_resnet20  # benchmarks/operands.py, beside this script
-from quantize import FAMILIES, timer
-from rich.console import Console
-from rich.table import Table
+from quantize import FAMILIES, print_ratios, timer
 
 import hbfp_dse.emulation.layers as layers
 
@@ -100,21 +98,11 @@ def main() -> None:
         return
     layout = "contiguous" if args.contiguous else "channels-last"
     where = f"{torch.get_num_threads()} threads" if device.type == "cpu" else str(device)
-    table = Table(
-        title=f"quantizer vs x*2.0 within ResNet-20 steps (batch 128, {layout}, {where}; "
+    title = (
+        f"quantizer vs x*2.0 within ResNet-20 steps (batch 128, {layout}, {where}; "
         "medians of per-step totals; ratio: of neighbouring steps)"
     )
-    for column in ("format", "rounding", "quantize ms", "x*2 ms", "ratio"):
-        table.add_column(column, justify="right" if column.endswith(("ms", "ratio")) else "left")
-    for r in rows:
-        table.add_row(
-            str(r["format"]),
-            str(r["rounding"]),
-            f"{r['quantize_ms']:.1f}",
-            f"{r['floor_ms']:.1f}",
-            f"{r['ratio']:.2f}x",
-        )
-    Console().print(table)
+    print_ratios(title, rows, ("format", "rounding"), 1)
 
 
 if __name__ == "__main__":

@@ -111,17 +111,23 @@ def main() -> None:
     if args.json:
         print(json.dumps(rows, indent=2))
         return
-    table = Table(title=f"quantize vs x * 2.0 on {args.numel:,} float32 values (medians)")
-    for column in ("device", "backend", "format", "rounding", "quantize ms", "x*2 ms", "ratio"):
+    title = f"quantize vs x * 2.0 on {args.numel:,} float32 values (medians)"
+    print_ratios(title, rows, ("device", "backend", "format", "rounding"), 3)
+
+
+def print_ratios(
+    title: str, rows: list[dict[str, object]], labels: tuple[str, ...], digits: int
+) -> None:
+    """A table of ``rows``: their ``labels``, then the quantizer's and ``x * 2.0``'s ms and
+    their ratio."""
+    table = Table(title=title)
+    for column in (*labels, "quantize ms", "x*2 ms", "ratio"):
         table.add_column(column, justify="right" if column.endswith(("ms", "ratio")) else "left")
     for r in rows:
         table.add_row(
-            str(r["device"]),
-            str(r["backend"]),
-            str(r["format"]),
-            str(r["rounding"]),
-            f"{r['quantize_ms']:.3f}",
-            f"{r['floor_ms']:.3f}",
+            *(str(r[label]) for label in labels),
+            f"{r['quantize_ms']:.{digits}f}",
+            f"{r['floor_ms']:.{digits}f}",
             f"{r['ratio']:.2f}x",
         )
     Console().print(table)
