@@ -167,19 +167,26 @@ INLINE float element(float v, float u, element_t e) {
 }
 
 /* Maxima are taken over the bits of magnitudes, whose integer order is their order as
- * floats: an integer maximum vectorises, a float one (NaN and -0 aside) does not. */
-
-/* The bits of |v| for finite v, else 0 (by a mask: GCC 12 vectorises no maximum of a select). */
-INLINE uint32_t finite_abs(float v) {
-    uint32_t m = f2u(v) & 0x7FFFFFFFu;
-    return m & (0u - (uint32_t)(m < INF_BITS));
-}
-
-/* The bits of |v|: MX blocks take the maximum of every magnitude, NaN and infinities the
+ * floats: an integer maximum vectorises, a float one (NaN and -0 aside) does not.
+ * The bits of |v|: MX blocks take the maximum of every magnitude, NaN and infinities the
  * largest, since such a block is NaN whatever its scale (bad: its maximum is not finite). */
 INLINE uint32_t magnitude(float v) { return f2u(v) & 0x7FFFFFFFu; }
 
+/* The bits of |v| for finite v, else 0 (by a mask: GCC 12 vectorises no maximum of a select). */
+INLINE uint32_t finite_abs(float v) {
+    uint32_t m = magnitude(v);
+    return m & (0u - (uint32_t)(m < INF_BITS));
+}
+
 INLINE uint32_t maxu(uint32_t a, uint32_t b) { return a > b ? a : b; }
+
+/* The maximum of x[0..n): of finite values only, or of every magnitude. */
+INLINE uint32_t run_maximum(const float *restrict x, int64_t n, int finite) {
+    uint32_t m = 0;
+    for (int64_t r = 0; r < n; r++)
+        m = maxu(m, finite ? finite_abs(x[r]) : magnitude(x[r]));
+    return m;
+}
 
 /* One HBFP element on a block scale (kernels.hbfp_apply). */
 INLINE float hbfp_element(float v, scale_t s, float limit, int st, float u) {
@@ -215,20 +222,14 @@ INLINE void hbfp_contiguous(const float *restrict x, float *restrict y, int64_t 
     const uint32_t k0 = p->k0, k1 = p->k1;
     const float limit = (float)((1 << (p->mantissa_bits - 1)) - 1);
     const int32_t step = p->mantissa_bits - 2;
-    uint32_t m = 0;
-    for (int64_t r = 0; r < rows; r++)
-        m = maxu(m, finite_abs(x[r]));
+    const uint32_t m = run_maximum(x, rows, 1);
     int32_t block_exp = clampi(floor_log2(u2f(m)), p->exp_lo, p->exp_hi);
     int64_t sub = p->sub_block_size > 0 ? p->sub_block_size : rows;
     for (int64_t s0 = 0; s0 < rows; s0 += sub) {
         int64_t s1 = s0 + sub < rows ? s0 + sub : rows;
         int32_t e = block_exp;
-        if (p->sub_block_size > 0) {
-            uint32_t sm = 0;
-            for (int64_t r = s0; r < s1; r++)
-                sm = maxu(sm, finite_abs(x[r]));
-            e = sub_exponent(sm, block_exp, p);
-        }
+        if (p->sub_block_size > 0)
+            e = sub_exponent(run_maximum(x + s0, s1 - s0, 1), block_exp, p);
         const scale_t scale = scale_of(e - step);
         uint32_t at = (uint32_t)(base + s0);
         for (int64_t r = s0; r < s1; r++, at++)
@@ -240,9 +241,7 @@ INLINE void hbfp_contiguous(const float *restrict x, float *restrict y, int64_t 
 INLINE void mx_contiguous(const float *restrict x, float *restrict y, int64_t base, int64_t rows,
                           const params_t *p, element_t e) {
     const uint32_t k0 = p->k0, k1 = p->k1;
-    uint32_t m = 0;
-    for (int64_t r = 0; r < rows; r++)
-        m = maxu(m, magnitude(x[r]));
+    const uint32_t m = run_maximum(x, rows, 0);
     const scale_t scale = scale_of(clampi(floor_log2(u2f(m)) - p->emax, -127, 127));
     uint32_t at = (uint32_t)base;
     for (int64_t r = 0; r < rows; r++, at++)
@@ -323,14 +322,6 @@ INLINE void contiguous_block(const float *x, float *y, int64_t base, int64_t row
 
 #define GROUP 64 /* short blocks' scales are computed together, GROUP scales at a time */
 _Static_assert(GROUP <= CHUNK, "a group's scales fit a scales_t");
-
-/* The maximum of x[0..n): of finite values only, or of every magnitude. */
-INLINE uint32_t run_maximum(const float *restrict x, int64_t n, int finite) {
-    uint32_t m = 0;
-    for (int64_t r = 0; r < n; r++)
-        m = maxu(m, finite ? finite_abs(x[r]) : magnitude(x[r]));
-    return m;
-}
 
 /* GCC's generic vectors, which it lowers for any target (Clang spells shuffles otherwise: there
  * the loop of run_maximum serves). */
